@@ -1,0 +1,72 @@
+//! What the cluster holds that we care about: the nodes to scrape and the metadata of Running pods.
+//!
+//! The kube-backed watches in [`nodes`] and [`pods`] trim every object to a domain type ([`NodeInfo`],
+//! [`PodInfo`]) and feed an [`Index`]. Everything downstream (`scrape`, `api`) reads through the [`ClusterView`]
+//! trait and never sees a `kube` type. Tests fill an [`Index`] directly.
+//!
+//! This module must not scrape, store usage or know about HTTP serving.
+
+pub mod index;
+pub mod nodes;
+pub mod pods;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use index::Index;
+
+/// Labels of a node or pod, shared between the index and responses.
+pub type Labels = BTreeMap<String, String>;
+
+/// Where and how to reach one node's kubelet resource-metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeTarget {
+    /// Node name (interned, shared with storage and the API).
+    pub node: Arc<str>,
+    /// Host part of the URL: the first address of the first preferred address type (IP or DNS name).
+    pub host: String,
+    /// Kubelet port: `--kubelet-port`, or the node status port when `--kubelet-use-node-status-port` is set.
+    pub port: u16,
+    /// Request path: `/metrics/resource` or the node's `metrics.k8s.io/resource-metrics-path` annotation.
+    pub path: String,
+    /// The node's `Ready` condition is `True`. Failures of NotReady nodes are logged at debug only.
+    pub ready: bool,
+}
+
+/// A node as the server needs it: name, labels and (when an address matched) its scrape target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: Arc<str>,
+    /// Node labels (copied into `NodeMetrics.metadata.labels`).
+    pub labels: Arc<Labels>,
+    /// `None` when no address of the preferred types exists (logged; the node is not scraped).
+    pub target: Option<ScrapeTarget>,
+}
+
+/// A Running pod's metadata: all the API needs to list it and match selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Namespace (interned).
+    pub namespace: Arc<str>,
+    /// Pod name.
+    pub name: Arc<str>,
+    /// Pod labels (copied into `PodMetrics.metadata.labels`).
+    pub labels: Arc<Labels>,
+}
+
+/// Read access to the cluster's nodes and Running pods, as seen by the watches.
+///
+/// Implementations answer from memory and never block on the network.
+pub trait ClusterView: Send + Sync + 'static {
+    /// Both the node and the pod watch have completed their initial list.
+    fn is_synced(&self) -> bool;
+    /// Nodes matching `--node-selector`, sorted by name. These are scraped and listed.
+    fn nodes(&self) -> Vec<Arc<NodeInfo>>;
+    /// One node by name, whether or not it matches `--node-selector` (metrics-server's get ignores it).
+    fn node(&self, name: &str) -> Option<Arc<NodeInfo>>;
+    /// Running pods, in one namespace or all (`None`), sorted by (namespace, name).
+    fn pods(&self, namespace: Option<&str>) -> Vec<Arc<PodInfo>>;
+    /// One Running pod.
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>>;
+}

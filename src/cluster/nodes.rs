@@ -1,0 +1,1 @@
+//! cluster nodes (to be written).

@@ -1,0 +1,1 @@
+//! cluster pods (to be written).
