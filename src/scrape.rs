@@ -17,3 +17,26 @@ pub trait BatchSink: Send + Sync + 'static {
     /// A node left the cluster (or the node selector): forget everything about it.
     fn forget(&self, node: &str);
 }
+
+/// The scrape loop's heartbeat, read by `/livez` (`metric-collection-timely`).
+///
+/// The scraper calls [`Heartbeat::beat`] each time a full round over all nodes' phases has started.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    /// Unix ms of the last round start; 0 before the first.
+    last_round_start_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Heartbeat {
+    /// Records that a round started at `now_ms`.
+    pub fn beat(&self, now_ms: crate::time::TimestampMs) {
+        self.last_round_start_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// metrics-server's rule: timely before the first round, and while `now − last start ≤ 1.5 × resolution`.
+    pub fn is_timely(&self, now_ms: crate::time::TimestampMs, resolution: std::time::Duration) -> bool {
+        let last = self.last_round_start_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let limit_ms = i64::try_from(resolution.as_millis() * 3 / 2).unwrap_or(i64::MAX);
+        last == 0 || now_ms.saturating_sub(last) <= limit_ms
+    }
+}
