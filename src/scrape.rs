@@ -30,6 +30,7 @@ use crate::telemetry::SelfMetrics;
 use crate::time;
 
 pub use kubelet::{KubeletClient, KubeletClientConfig, TokenSource};
+pub use schedule::phase_of;
 use schedule::{Schedule, Slot, SlotState};
 
 /// Default bound on scrapes in flight. Loopback measurements put a kubelet exchange at a few ms, so 64 workers
@@ -65,12 +66,19 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Records that a round started at `now_ms`.
     pub fn beat(&self, now_ms: crate::time::TimestampMs) {
-        self.last_round_start_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        self.last_round_start_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// metrics-server's rule: timely before the first round, and while `now − last start ≤ 1.5 × resolution`.
-    pub fn is_timely(&self, now_ms: crate::time::TimestampMs, resolution: std::time::Duration) -> bool {
-        let last = self.last_round_start_ms.load(std::sync::atomic::Ordering::Relaxed);
+    pub fn is_timely(
+        &self,
+        now_ms: crate::time::TimestampMs,
+        resolution: std::time::Duration,
+    ) -> bool {
+        let last = self
+            .last_round_start_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         let limit_ms = i64::try_from(resolution.as_millis() * 3 / 2).unwrap_or(i64::MAX);
         last == 0 || now_ms.saturating_sub(last) <= limit_ms
     }
@@ -228,7 +236,11 @@ impl Scraper {
     /// matter once the server is stopping).
     pub async fn run(self, shutdown: shutdown::Signal) {
         let workers = self.max_concurrency.max(1);
-        let shared = Arc::new(Shared { client: self.client.clone(), sink: self.sink.clone(), metrics: self.metrics.clone() });
+        let shared = Arc::new(Shared {
+            client: self.client.clone(),
+            sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
+        });
         let (jobs, receiver) = mpsc::channel::<Job>(workers);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let mut tasks = tokio::task::JoinSet::new();
@@ -238,7 +250,10 @@ impl Scraper {
         let mut schedule = Schedule::new(self.resolution);
         let mut round_start = Instant::now();
         tracing::info!(resolution = ?self.resolution, workers, "scrape loop started");
-        while self.run_round(&mut schedule, round_start, &jobs, &shutdown).await {
+        while self
+            .run_round(&mut schedule, round_start, &jobs, &shutdown)
+            .await
+        {
             round_start = schedule::next_round_start(round_start, self.resolution, Instant::now());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -261,13 +276,18 @@ impl Scraper {
         self.heartbeat.beat(time::now_ms());
         self.refresh(schedule);
         tracing::debug!(nodes = schedule.len(), "scrape round started");
-        let round = Arc::new(Round { started: round_start, metrics: self.metrics.clone() });
+        let round = Arc::new(Round {
+            started: round_start,
+            metrics: self.metrics.clone(),
+        });
         for slot in schedule.in_phase_order() {
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
                 _ = tokio::time::sleep_until(round_start + slot.phase) => {}
             }
-            let Some(job) = self.job(slot, &round) else { continue };
+            let Some(job) = self.job(slot, &round) else {
+                continue;
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
                 sent = jobs.send(job) => if sent.is_err() { return false },
@@ -287,7 +307,11 @@ impl Scraper {
             tracing::debug!(node = %slot.info.name, "previous scrape still in flight; skipping this slot");
             return None;
         }
-        Some(Job { info: slot.info.clone(), state: slot.state.clone(), _round: round.clone() })
+        Some(Job {
+            info: slot.info.clone(),
+            state: slot.state.clone(),
+            _round: round.clone(),
+        })
     }
 
     /// Takes the current node set; forgets nodes that left and closes idle connections.
@@ -312,7 +336,11 @@ impl std::fmt::Debug for Scraper {
 }
 
 /// A worker: takes due nodes until the channel closes or shutdown starts, reusing one body buffer.
-async fn work(shared: Arc<Shared>, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, shutdown: shutdown::Signal) {
+async fn work(
+    shared: Arc<Shared>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    shutdown: shutdown::Signal,
+) {
     let mut body = Vec::new();
     loop {
         let job = tokio::select! {
@@ -336,24 +364,36 @@ async fn work(shared: Arc<Shared>, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<J
 impl Shared {
     /// Scrapes one node: fetch, decode, hand to the sink; count and log the outcome.
     async fn scrape(&self, job: &Job, body: &mut Vec<u8>) {
-        let Some(target) = job.info.target.as_ref() else { return };
+        let Some(target) = job.info.target.as_ref() else {
+            return;
+        };
         // Fallback timestamp for samples without one: the wall clock just before sending (metrics-server's rule).
         let sent_at_ms = time::now_ms();
         let started = Instant::now();
         let result = match self.client.fetch(target, body).await {
-            Ok(()) => decoder::decode(body, sent_at_ms)
-                .map_err(|source| Error::Decode { address: kubelet::address(target), source }),
+            Ok(()) => decoder::decode(body, sent_at_ms).map_err(|source| Error::Decode {
+                address: kubelet::address(target),
+                source,
+            }),
             Err(error) => Err(error),
         };
         let elapsed = started.elapsed();
-        #[allow(clippy::cast_precision_loss)] // ms since 1970 fit f64's 53-bit mantissa until the year 287,396
+        #[allow(clippy::cast_precision_loss)]
+        // ms since 1970 fit f64's 53-bit mantissa until the year 287,396
         let sent_at_seconds = sent_at_ms as f64 / 1000.0;
-        self.metrics.kubelet_request(&target.node, elapsed, result.is_ok(), sent_at_seconds);
+        self.metrics
+            .kubelet_request(&target.node, elapsed, result.is_ok(), sent_at_seconds);
         match result {
             Ok(batch) => {
                 if batch.kubelet_error {
                     // The batch still goes to the sink: it carries the flag and whatever series are valid.
-                    self.failed(job, &Error::KubeletError { address: kubelet::address(target) }, elapsed);
+                    self.failed(
+                        job,
+                        &Error::KubeletError {
+                            address: kubelet::address(target),
+                        },
+                        elapsed,
+                    );
                 } else if let Some(failures) = job.state.with_log(|log| log.success()) {
                     tracing::info!(node = %target.node, address = %kubelet::address(target), failures, "kubelet scrape recovered");
                 }
@@ -365,8 +405,13 @@ impl Shared {
 
     fn failed(&self, job: &Job, error: &Error, elapsed: Duration) {
         self.metrics.scrape_failure(error.reason());
-        let Some(target) = job.info.target.as_ref() else { return };
-        let Some(failures) = job.state.with_log(|log| log.failure(Instant::now(), FAILURE_LOG_INTERVAL)) else {
+        let Some(target) = job.info.target.as_ref() else {
+            return;
+        };
+        let Some(failures) = job
+            .state
+            .with_log(|log| log.failure(Instant::now(), FAILURE_LOG_INTERVAL))
+        else {
             return;
         };
         let address = kubelet::address(target);
@@ -399,6 +444,10 @@ mod decoder {
 
     /// Placeholder for `decode::decode`: accepts any non-empty body as an empty batch.
     pub fn decode(body: &[u8], _default_timestamp_ms: TimestampMs) -> Result<NodeBatch, Error> {
-        if body.is_empty() { Err(Error) } else { Ok(NodeBatch::default()) }
+        if body.is_empty() {
+            Err(Error)
+        } else {
+            Ok(NodeBatch::default())
+        }
     }
 }

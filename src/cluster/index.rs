@@ -64,7 +64,10 @@ pub struct SelectorError {
 impl Index {
     /// An empty, unsynced index that lists only nodes matching `selector`.
     pub fn new(selector: NodeSelector) -> Self {
-        Index { selector, ..Index::default() }
+        Index {
+            selector,
+            ..Index::default()
+        }
     }
 
     /// Adds or replaces one node.
@@ -80,7 +83,10 @@ impl Index {
 
     /// Replaces the whole node set (after a watch (re)list) and marks nodes as synced.
     pub fn replace_nodes(&self, nodes: Vec<NodeInfo>) {
-        let map = nodes.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect();
+        let map = nodes
+            .into_iter()
+            .map(|n| (n.name.clone(), Arc::new(n)))
+            .collect();
         self.write().nodes = map;
         self.nodes_synced.store(true, Ordering::Release);
     }
@@ -122,7 +128,10 @@ impl Index {
     /// Number of known nodes (selected or not) and Running pods.
     pub fn len(&self) -> (usize, usize) {
         let state = self.read();
-        (state.nodes.len(), state.pods.values().map(BTreeMap::len).sum())
+        (
+            state.nodes.len(),
+            state.pods.values().map(BTreeMap::len).sum(),
+        )
     }
 
     /// The index holds no node and no pod.
@@ -148,7 +157,12 @@ impl ClusterView for Index {
 
     fn nodes(&self) -> Vec<Arc<NodeInfo>> {
         let state = self.read();
-        state.nodes.values().filter(|n| self.selector.matches(&n.labels)).cloned().collect()
+        state
+            .nodes
+            .values()
+            .filter(|n| self.selector.matches(&n.labels))
+            .cloned()
+            .collect()
     }
 
     fn node(&self, name: &str) -> Option<Arc<NodeInfo>> {
@@ -158,8 +172,16 @@ impl ClusterView for Index {
     fn pods(&self, namespace: Option<&str>) -> Vec<Arc<PodInfo>> {
         let state = self.read();
         match namespace {
-            Some(ns) => state.pods.get(ns).map(|pods| pods.values().cloned().collect()).unwrap_or_default(),
-            None => state.pods.values().flat_map(|pods| pods.values().cloned()).collect(),
+            Some(ns) => state
+                .pods
+                .get(ns)
+                .map(|pods| pods.values().cloned().collect())
+                .unwrap_or_default(),
+            None => state
+                .pods
+                .values()
+                .flat_map(|pods| pods.values().cloned())
+                .collect(),
         }
     }
 
@@ -176,11 +198,18 @@ impl State {
             Some((interned, _)) => interned.clone(),
             None => Arc::from(namespace),
         };
-        PodInfo { namespace, name: Arc::from(name), labels: Arc::new(labels) }
+        PodInfo {
+            namespace,
+            name: Arc::from(name),
+            labels: Arc::new(labels),
+        }
     }
 
     fn insert_pod(&mut self, pod: PodInfo) {
-        self.pods.entry(pod.namespace.clone()).or_default().insert(pod.name.clone(), Arc::new(pod));
+        self.pods
+            .entry(pod.namespace.clone())
+            .or_default()
+            .insert(pod.name.clone(), Arc::new(pod));
     }
 }
 
@@ -192,7 +221,10 @@ impl NodeSelector {
     /// # Errors
     /// [`SelectorError`] naming the selector and the first problem found.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
-        let err = |reason| SelectorError { selector: input.to_owned(), reason };
+        let err = |reason| SelectorError {
+            selector: input.to_owned(),
+            reason,
+        };
         let mut requirements = Vec::new();
         for term in split_terms(input).map_err(err)? {
             let term = term.trim();
@@ -262,15 +294,24 @@ fn parse_requirement(term: &str) -> Result<Requirement, &'static str> {
         return Ok(Requirement::DoesNotExist(valid_key(key.trim())?));
     }
     if let Some((key, value)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(valid_key(key.trim())?, valid_value(value.trim())?));
+        return Ok(Requirement::NotEquals(
+            valid_key(key.trim())?,
+            valid_value(value.trim())?,
+        ));
     }
     if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(Requirement::Equals(valid_key(key.trim())?, valid_value(value.trim())?));
+        return Ok(Requirement::Equals(
+            valid_key(key.trim())?,
+            valid_value(value.trim())?,
+        ));
     }
     if let Some(open) = term.find('(') {
         let head = term[..open].trim_end();
         let list = term[open + 1..].strip_suffix(')').ok_or("text after ')'")?;
-        let values = list.split(',').map(|v| valid_value(v.trim())).collect::<Result<Vec<_>, _>>()?;
+        let values = list
+            .split(',')
+            .map(|v| valid_value(v.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(key) = head.strip_suffix(" notin") {
             return Ok(Requirement::NotIn(valid_key(key.trim())?, values));
         }
@@ -288,7 +329,9 @@ fn valid_key(key: &str) -> Result<String, &'static str> {
         Some((prefix, name)) => {
             let prefix_ok = !prefix.is_empty()
                 && prefix.len() <= 253
-                && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+                && prefix.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
             if !prefix_ok {
                 return Err("invalid label key prefix");
             }
@@ -304,13 +347,19 @@ fn valid_key(key: &str) -> Result<String, &'static str> {
 
 /// A label value: empty, or ≤ 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 fn valid_value(value: &str) -> Result<String, &'static str> {
-    if value.is_empty() || is_label_name(value) { Ok(value.to_owned()) } else { Err("invalid label value") }
+    if value.is_empty() || is_label_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err("invalid label value")
+    }
 }
 
 fn is_label_name(s: &str) -> bool {
     let bytes = s.as_bytes();
     bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }

@@ -57,11 +57,16 @@ pub fn trim_node(node: &Node, options: &TargetOptions) -> NodeInfo {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|conds| conds.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "True");
-    let host = status.and_then(|s| s.addresses.as_deref()).and_then(|addresses| {
-        options.preferred_address_types.iter().find_map(|wanted| {
-            addresses.iter().find(|a| a.type_ == *wanted && !a.address.is_empty()).map(|a| a.address.clone())
-        })
-    });
+    let host = status
+        .and_then(|s| s.addresses.as_deref())
+        .and_then(|addresses| {
+            options.preferred_address_types.iter().find_map(|wanted| {
+                addresses
+                    .iter()
+                    .find(|a| a.type_ == *wanted && !a.address.is_empty())
+                    .map(|a| a.address.clone())
+            })
+        });
     let status_port = status
         .and_then(|s| s.daemon_endpoints.as_ref())
         .and_then(|d| d.kubelet_endpoint.as_ref())
@@ -79,14 +84,29 @@ pub fn trim_node(node: &Node, options: &TargetOptions) -> NodeInfo {
         .filter(|p| !p.is_empty())
         .cloned()
         .unwrap_or_else(|| DEFAULT_METRICS_PATH.to_owned());
-    let target = host.map(|host| ScrapeTarget { node: name.clone(), host, port, path, ready });
-    NodeInfo { name, labels: Arc::new(labels), target }
+    let target = host.map(|host| ScrapeTarget {
+        node: name.clone(),
+        host,
+        port,
+        path,
+        ready,
+    });
+    NodeInfo {
+        name,
+        labels: Arc::new(labels),
+        target,
+    }
 }
 
 /// Watches Nodes until `shutdown`, keeping `index` up to date and marking nodes synced after each full list.
 ///
 /// Watch errors are logged and retried with kube's default backoff; they never end the watch.
-pub async fn watch(client: kube::Client, index: Arc<Index>, options: TargetOptions, shutdown: shutdown::Signal) {
+pub async fn watch(
+    client: kube::Client,
+    index: Arc<Index>,
+    options: TargetOptions,
+    shutdown: shutdown::Signal,
+) {
     let api = kube::Api::<Node>::all(client);
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -102,14 +122,22 @@ pub async fn watch(client: kube::Client, index: Arc<Index>, options: TargetOptio
             Some(Err(error)) => tracing::warn!(%error, "node watch failed; retrying"),
             Some(Ok(watcher::Event::Init)) => relist.clear(),
             Some(Ok(watcher::Event::InitApply(node))) => {
-                relist.push(note_address(trim_node(&node, &options), &options, &mut unaddressed));
+                relist.push(note_address(
+                    trim_node(&node, &options),
+                    &options,
+                    &mut unaddressed,
+                ));
             }
             Some(Ok(watcher::Event::InitDone)) => {
                 tracing::debug!(nodes = relist.len(), "node list complete");
                 index.replace_nodes(std::mem::take(&mut relist));
             }
             Some(Ok(watcher::Event::Apply(node))) => {
-                index.apply_node(note_address(trim_node(&node, &options), &options, &mut unaddressed));
+                index.apply_node(note_address(
+                    trim_node(&node, &options),
+                    &options,
+                    &mut unaddressed,
+                ));
             }
             Some(Ok(watcher::Event::Delete(node))) => {
                 let name = node.metadata.name.as_deref().unwrap_or_default();
@@ -121,7 +149,11 @@ pub async fn watch(client: kube::Client, index: Arc<Index>, options: TargetOptio
 }
 
 /// Logs once per node when it has no address of the preferred types (again if it regains and then loses one).
-fn note_address(info: NodeInfo, options: &TargetOptions, unaddressed: &mut HashSet<Arc<str>>) -> NodeInfo {
+fn note_address(
+    info: NodeInfo,
+    options: &TargetOptions,
+    unaddressed: &mut HashSet<Arc<str>>,
+) -> NodeInfo {
     if info.target.is_some() {
         unaddressed.remove(&info.name);
     } else if unaddressed.insert(info.name.clone()) {

@@ -19,7 +19,11 @@ pub const RUNNING_FIELD_SELECTOR: &str = "status.phase=Running";
 pub fn trim_pod(meta: &PartialObjectMeta<Pod>) -> Option<(String, String, Labels)> {
     let namespace = meta.metadata.namespace.clone()?;
     let name = meta.metadata.name.clone()?;
-    Some((namespace, name, meta.metadata.labels.clone().unwrap_or_default()))
+    Some((
+        namespace,
+        name,
+        meta.metadata.labels.clone().unwrap_or_default(),
+    ))
 }
 
 /// Watches Running pods' metadata until `shutdown`, keeping `index` up to date and marking pods synced after each
@@ -53,7 +57,9 @@ pub async fn watch(client: kube::Client, index: Arc<Index>, shutdown: shutdown::
                 }
             }
             Some(Ok(watcher::Event::Delete(meta))) => {
-                if let (Some(namespace), Some(name)) = (&meta.metadata.namespace, &meta.metadata.name) {
+                if let (Some(namespace), Some(name)) =
+                    (&meta.metadata.namespace, &meta.metadata.name)
+                {
                     index.delete_pod(namespace, name);
                 }
             }
@@ -69,8 +75,15 @@ mod tests {
 
     use super::*;
 
-    fn meta(namespace: Option<&str>, name: Option<&str>, labels: &[(&str, &str)]) -> PartialObjectMeta<Pod> {
-        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    fn meta(
+        namespace: Option<&str>,
+        name: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> PartialObjectMeta<Pod> {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         PartialObjectMeta {
             metadata: ObjectMeta {
                 namespace: namespace.map(Into::into),
@@ -96,13 +109,27 @@ mod tests {
                 input: meta(Some("ns"), Some("p"), &[("app", "web")]),
                 want: Some(("ns", "p", 1)),
             },
-            Case { name: "no labels is an empty map", input: meta(Some("ns"), Some("p"), &[]), want: Some(("ns", "p", 0)) },
-            Case { name: "a pod without namespace is dropped", input: meta(None, Some("p"), &[]), want: None },
-            Case { name: "a pod without name is dropped", input: meta(Some("ns"), None, &[]), want: None },
+            Case {
+                name: "no labels is an empty map",
+                input: meta(Some("ns"), Some("p"), &[]),
+                want: Some(("ns", "p", 0)),
+            },
+            Case {
+                name: "a pod without namespace is dropped",
+                input: meta(None, Some("p"), &[]),
+                want: None,
+            },
+            Case {
+                name: "a pod without name is dropped",
+                input: meta(Some("ns"), None, &[]),
+                want: None,
+            },
         ];
         for case in cases {
             let got = trim_pod(&case.input);
-            let got = got.as_ref().map(|(ns, name, labels)| (ns.as_str(), name.as_str(), labels.len()));
+            let got = got
+                .as_ref()
+                .map(|(ns, name, labels)| (ns.as_str(), name.as_str(), labels.len()));
             assert_eq!(got, case.want, "{}", case.name);
         }
     }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST, USER_AGENT};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST, USER_AGENT,
+};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
@@ -54,17 +56,26 @@ pub enum TokenSource {
     File(PathBuf),
 }
 
+/// How kubelet serving certificates are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTrust {
+    /// Verify against these CA certificates (DER): `--kubelet-certificate-authority` or the cluster CA.
+    Cas(Vec<CertificateDer<'static>>),
+    /// Accept any kubelet serving certificate (`--kubelet-insecure-tls`). For test clusters only: a man in the
+    /// middle could read the bearer token.
+    InsecureSkipVerify,
+    /// Plain HTTP without credentials (`--deprecated-kubelet-completely-insecure`, usually with port 10255).
+    PlainHttp,
+}
+
 /// Everything needed to build a [`KubeletClient`]; no `kube` types.
 #[derive(Debug, Clone)]
 pub struct KubeletClientConfig {
-    /// PEM bundle of CAs trusted for kubelet serving certificates. Ignored when `insecure_skip_verify`.
-    pub ca_pem: Vec<u8>,
-    /// Accept any kubelet serving certificate (`--kubelet-insecure-tls`). For test clusters only: it allows a
-    /// man in the middle to read the bearer token.
-    pub insecure_skip_verify: bool,
-    /// PEM client certificate chain and PEM private key presented to kubelets.
+    /// How kubelet serving certificates are checked (or plain HTTP).
+    pub trust: ServerTrust,
+    /// PEM client certificate chain and PEM private key presented to kubelets (ignored for plain HTTP).
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// The bearer token.
+    /// The bearer token (never sent over plain HTTP).
     pub token: TokenSource,
     /// Deadline of one whole scrape (connect, TLS, request, body): `--kubelet-request-timeout`.
     pub request_timeout: Duration,
@@ -78,7 +89,7 @@ pub struct KubeletClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The CA bundle holds a block that is not a valid certificate.
-    #[error("invalid kubelet CA bundle: {0}")]
+    #[error("invalid kubelet CA certificate: {0}")]
     InvalidCa(String),
     /// No CA is configured and verification is on.
     #[error(
@@ -101,7 +112,8 @@ pub struct KubeletClient {
 }
 
 struct Inner {
-    tls: tokio_rustls::TlsConnector,
+    /// `None` for plain HTTP.
+    tls: Option<tokio_rustls::TlsConnector>,
     token: Token,
     request_timeout: Duration,
     max_body_bytes: usize,
@@ -153,11 +165,24 @@ impl KubeletClient {
     /// # Errors
     /// [`BuildError`] when the CA bundle, client identity or TLS settings are unusable.
     pub fn new(config: KubeletClientConfig) -> Result<Self, BuildError> {
-        let tls = tls_config(&config)?;
+        let (tls, token) = match &config.trust {
+            // metrics-server's completely-insecure mode is anonymous: never send a token in clear text.
+            ServerTrust::PlainHttp => (None, TokenSource::None),
+            _ => {
+                let tls = tls_config(&config)?;
+                (
+                    Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
+                    config.token,
+                )
+            }
+        };
         Ok(KubeletClient {
             inner: Arc::new(Inner {
-                tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
-                token: Token { source: config.token, cached: Mutex::new(None) },
+                tls,
+                token: Token {
+                    source: token,
+                    cached: Mutex::new(None),
+                },
                 request_timeout: config.request_timeout,
                 max_body_bytes: config.max_body_bytes,
                 idle_timeout: config.idle_timeout,
@@ -175,9 +200,13 @@ impl KubeletClient {
     /// body), body over the cap, or a corrupt gzip stream.
     pub async fn fetch(&self, target: &ScrapeTarget, body: &mut Vec<u8>) -> Result<(), Error> {
         let started = Instant::now();
-        match tokio::time::timeout(self.inner.request_timeout, self.fetch_inner(target, body)).await {
+        match tokio::time::timeout(self.inner.request_timeout, self.fetch_inner(target, body)).await
+        {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout { address: address(target), elapsed: started.elapsed() }),
+            Err(_) => Err(Error::Timeout {
+                address: address(target),
+                elapsed: started.elapsed(),
+            }),
         }
     }
 
@@ -217,19 +246,34 @@ impl KubeletClient {
             other => other?,
         };
         let status = response.status();
-        let gzip = response.headers().get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let gzip = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let declared = response
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if status != StatusCode::OK {
-            return Err(self.status_error(target, status, gzip, response.into_body()).await);
+            return Err(self
+                .status_error(target, status, gzip, response.into_body())
+                .await);
         }
         if !gzip && declared.is_some_and(|len| len > self.inner.max_body_bytes as u64) {
-            return Err(Error::BodyTooLarge { address: address(target), limit: self.inner.max_body_bytes });
+            return Err(Error::BodyTooLarge {
+                address: address(target),
+                limit: self.inner.max_body_bytes,
+            });
         }
-        read_body(response.into_body(), gzip, body, self.inner.max_body_bytes, target).await?;
+        read_body(
+            response.into_body(),
+            gzip,
+            body,
+            self.inner.max_body_bytes,
+            target,
+        )
+        .await?;
         self.checkin(target, conn);
         Ok(())
     }
@@ -240,7 +284,10 @@ impl KubeletClient {
         conn: &mut Checkout,
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
         let request = self.request(target)?;
-        let http = |source| Error::Http { address: address(target), source };
+        let http = |source| Error::Http {
+            address: address(target),
+            source,
+        };
         conn.sender.ready().await.map_err(http)?;
         conn.sender.send_request(request).await.map_err(http)
     }
@@ -254,34 +301,36 @@ impl KubeletClient {
         if let Some(token) = self.inner.token.header() {
             builder = builder.header(AUTHORIZATION, token);
         }
-        builder.body(Empty::new()).map_err(|_| Error::InvalidTarget { address: address(target) })
+        builder
+            .body(Empty::new())
+            .map_err(|_| Error::InvalidTarget {
+                address: address(target),
+            })
     }
 
     async fn connect(&self, target: &ScrapeTarget) -> Result<Checkout, Error> {
         let addr = || address(target);
         let tcp = TcpStream::connect((target.host.as_str(), target.port))
             .await
-            .map_err(|source| Error::Connect { address: addr(), source })?;
+            .map_err(|source| Error::Connect {
+                address: addr(),
+                source,
+            })?;
         // Small request/response exchanges: do not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let server_name =
-            ServerName::try_from(target.host.clone()).map_err(|_| Error::InvalidTarget { address: addr() })?;
-        let tls = self
-            .inner
-            .tls
+        let Some(connector) = &self.inner.tls else {
+            return handshake(target, tcp).await;
+        };
+        let server_name = ServerName::try_from(target.host.clone())
+            .map_err(|_| Error::InvalidTarget { address: addr() })?;
+        let tls = connector
             .connect(server_name, tcp)
             .await
-            .map_err(|source| Error::Tls { address: addr(), source })?;
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(tls)).await.map_err(|source| Error::Http { address: addr(), source })?;
-        let node = target.node.clone();
-        let driver = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::trace!(node = %node, %error, "kubelet connection closed");
-            }
-        })
-        .abort_handle();
-        Ok(Checkout { sender, driver: Driver(Some(driver)), reused: false })
+            .map_err(|source| Error::Tls {
+                address: addr(),
+                source,
+            })?;
+        handshake(target, tls).await
     }
 
     fn checkout(&self, target: &ScrapeTarget) -> Option<Checkout> {
@@ -290,13 +339,27 @@ impl KubeletClient {
             pooled.driver.abort();
             return None;
         }
-        Some(Checkout { sender: pooled.sender, driver: Driver(Some(pooled.driver)), reused: true })
+        Some(Checkout {
+            sender: pooled.sender,
+            driver: Driver(Some(pooled.driver)),
+            reused: true,
+        })
     }
 
     fn checkin(&self, target: &ScrapeTarget, conn: Checkout) {
-        let Checkout { sender, mut driver, .. } = conn;
-        let Some(driver) = driver.0.take() else { return };
-        let pooled = Pooled { host: target.host.clone(), port: target.port, sender, driver, last_used: Instant::now() };
+        let Checkout {
+            sender, mut driver, ..
+        } = conn;
+        let Some(driver) = driver.0.take() else {
+            return;
+        };
+        let pooled = Pooled {
+            host: target.host.clone(),
+            port: target.port,
+            sender,
+            driver,
+            last_used: Instant::now(),
+        };
         if let Some(old) = self.pool().insert(target.node.clone(), pooled) {
             old.driver.abort();
         }
@@ -314,12 +377,19 @@ impl KubeletClient {
         let _ = read_body(incoming, gzip, &mut snippet, ERROR_BODY_BYTES, target).await;
         snippet.truncate(ERROR_BODY_BYTES);
         let body = String::from_utf8_lossy(&snippet).trim().to_owned();
-        Error::Status { address: address(target), status: status.as_u16(), body }
+        Error::Status {
+            address: address(target),
+            status: status.as_u16(),
+            body,
+        }
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Pooled>> {
         // Every pool operation is a single insert/remove/retain: a poisoned pool is still consistent.
-        self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -382,7 +452,7 @@ fn bearer(token: &str) -> Option<HeaderValue> {
 /// Where body bytes go: straight into the capped buffer, or through a gzip decoder into it.
 enum BodySink<'b, 'a> {
     Plain(&'b mut Capped<'a>),
-    Gzip(flate2::write::GzDecoder<&'b mut Capped<'a>>),
+    Gzip(Box<flate2::write::GzDecoder<&'b mut Capped<'a>>>),
 }
 
 impl BodySink<'_, '_> {
@@ -431,7 +501,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -440,12 +515,58 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The HTTP/1.1 handshake over an established stream; the connection is driven by its own task.
+async fn handshake<S>(target: &ScrapeTarget, stream: S) -> Result<Checkout, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| Error::Http {
+            address: address(target),
+            source,
+        })?;
+    let node = target.node.clone();
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::trace!(node = %node, %error, "kubelet connection closed");
+        }
+    })
+    .abort_handle();
+    Ok(Checkout {
+        sender,
+        driver: Driver(Some(driver)),
+        reused: false,
+    })
+}
+
+/// Parses a PEM bundle into DER certificates (for [`ServerTrust::Cas`]).
+///
+/// # Errors
+/// [`BuildError::InvalidCa`] when a block does not parse, or when there is no certificate at all.
+pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, BuildError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BuildError::InvalidCa(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(BuildError::InvalidCa(
+            "no CERTIFICATE block found".to_owned(),
+        ));
+    }
+    Ok(certs)
 }
 
 /// `host:port`, with IPv6 literals bracketed (Go's `net.JoinHostPort`).
@@ -459,26 +580,36 @@ pub fn address(target: &ScrapeTarget) -> String {
 
 fn tls_config(config: &KubeletClientConfig) -> Result<ClientConfig, BuildError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
-    let builder = if config.insecure_skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
-    } else {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&config.ca_pem) {
-            let cert = cert.map_err(|e| BuildError::InvalidCa(e.to_string()))?;
-            roots.add(cert).map_err(|e| BuildError::InvalidCa(e.to_string()))?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &config.trust {
+        ServerTrust::InsecureSkipVerify | ServerTrust::PlainHttp => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
+        ServerTrust::Cas(cas) => {
+            let mut roots = RootCertStore::empty();
+            for cert in cas {
+                roots
+                    .add(cert.clone())
+                    .map_err(|e| BuildError::InvalidCa(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(BuildError::NoTrustAnchors);
+            }
+            builder.with_root_certificates(roots)
         }
-        if roots.is_empty() {
-            return Err(BuildError::NoTrustAnchors);
-        }
-        builder.with_root_certificates(roots)
     };
     let mut tls = match &config.client_identity {
         Some((cert_pem, key_pem)) => {
-            let invalid = |e: &dyn std::fmt::Display| BuildError::InvalidClientIdentity(e.to_string());
-            let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(|e| invalid(&e))?;
+            let invalid =
+                |e: &dyn std::fmt::Display| BuildError::InvalidClientIdentity(e.to_string());
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(&e))?;
             let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(&e))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| invalid(&e))?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid(&e))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -496,13 +627,29 @@ async fn read_body(
 ) -> Result<(), Error> {
     out.clear();
     let mut wire_bytes = 0usize;
-    let mut capped = Capped { buf: out, limit, exceeded: false };
-    let mut sink = if gzip { BodySink::Gzip(flate2::write::GzDecoder::new(&mut capped)) } else { BodySink::Plain(&mut capped) };
-    let too_large = || Error::BodyTooLarge { address: address(target), limit };
+    let mut capped = Capped {
+        buf: out,
+        limit,
+        exceeded: false,
+    };
+    let mut sink = if gzip {
+        BodySink::Gzip(Box::new(flate2::write::GzDecoder::new(&mut capped)))
+    } else {
+        BodySink::Plain(&mut capped)
+    };
+    let too_large = || Error::BodyTooLarge {
+        address: address(target),
+        limit,
+    };
     let mut result = Ok(());
     while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|source| Error::Http { address: address(target), source })?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame = frame.map_err(|source| Error::Http {
+            address: address(target),
+            source,
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         wire_bytes += data.len();
         if wire_bytes > limit {
             return Err(too_large());
@@ -521,6 +668,9 @@ async fn read_body(
     match result {
         Ok(()) => Ok(()),
         Err(_) if capped.exceeded => Err(too_large()),
-        Err(source) => Err(Error::Decompress { address: address(target), source }),
+        Err(source) => Err(Error::Decompress {
+            address: address(target),
+            source,
+        }),
     }
 }

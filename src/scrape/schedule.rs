@@ -53,7 +53,11 @@ pub(crate) struct Schedule {
 impl Schedule {
     /// An empty schedule for rounds of `resolution`.
     pub(crate) fn new(resolution: Duration) -> Self {
-        Schedule { resolution, slots: Vec::new(), order: Vec::new() }
+        Schedule {
+            resolution,
+            slots: Vec::new(),
+            order: Vec::new(),
+        }
     }
 
     /// Replaces the node set with `nodes`, keeping the state of nodes already known. Returns the names of nodes
@@ -76,7 +80,11 @@ impl Schedule {
                 None => {
                     joined = true;
                     let phase = phase_of(&info.name, self.resolution);
-                    next.push(Slot { info, phase, state: Arc::default() });
+                    next.push(Slot {
+                        info,
+                        phase,
+                        state: Arc::default(),
+                    });
                 }
             }
         }
@@ -85,7 +93,9 @@ impl Schedule {
         if joined || !departed.is_empty() {
             self.order = (0..self.slots.len()).collect();
             let slots = &self.slots;
-            self.order.sort_by(|&a, &b| (slots[a].phase, &slots[a].info.name).cmp(&(slots[b].phase, &slots[b].info.name)));
+            self.order.sort_by(|&a, &b| {
+                (slots[a].phase, &slots[a].info.name).cmp(&(slots[b].phase, &slots[b].info.name))
+            });
         }
         departed
     }
@@ -105,11 +115,15 @@ impl Schedule {
 ///
 /// FNV-1a rather than std's `DefaultHasher`, whose algorithm may change between Rust releases: phases should not
 /// move when the binary is rebuilt.
-pub(crate) fn phase_of(name: &str, resolution: Duration) -> Duration {
+pub fn phase_of(name: &str, resolution: Duration) -> Duration {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = name.bytes().fold(FNV_OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
-    let resolution_ms = u64::try_from(resolution.as_millis()).unwrap_or(u64::MAX).max(1);
+    let hash = name.bytes().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    });
+    let resolution_ms = u64::try_from(resolution.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(hash % resolution_ms)
 }
 
@@ -151,7 +165,9 @@ impl FailureLog {
     /// `every` since the last logged one).
     pub(crate) fn failure(&mut self, now: Instant, every: Duration) -> Option<u64> {
         self.consecutive += 1;
-        let due = self.last_logged.is_none_or(|at| now.duration_since(at) >= every);
+        let due = self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= every);
         if due {
             self.last_logged = Some(now);
             Some(self.consecutive)

@@ -1,11 +1,20 @@
+#![allow(clippy::expect_used)] // A test fails by panicking; `expect` says which invariant broke.
+
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn node(name: &str, pairs: &[(&str, &str)]) -> NodeInfo {
-    NodeInfo { name: Arc::from(name), labels: Arc::new(labels(pairs)), target: None }
+    NodeInfo {
+        name: Arc::from(name),
+        labels: Arc::new(labels(pairs)),
+        target: None,
+    }
 }
 
 fn names<T>(items: &[Arc<T>], name: impl Fn(&T) -> String) -> Vec<String> {
@@ -21,33 +30,123 @@ fn selector_grammar_matches_like_apimachinery() {
         want: bool,
     }
     let cases = [
-        Case { name: "empty selector matches everything", selector: "", labels: &[], want: true },
-        Case { name: "equals matches", selector: "a=b", labels: &[("a", "b")], want: true },
-        Case { name: "double equals matches", selector: "a==b", labels: &[("a", "b")], want: true },
-        Case { name: "equals needs the key", selector: "a=b", labels: &[], want: false },
-        Case { name: "not-equals matches a missing key", selector: "skip!=true", labels: &[], want: true },
-        Case { name: "not-equals rejects the value", selector: "skip!=true", labels: &[("skip", "true")], want: false },
-        Case { name: "comma is and", selector: "a=b, c!=d", labels: &[("a", "b"), ("c", "d")], want: false },
-        Case { name: "in matches a listed value", selector: "zone in (x, y)", labels: &[("zone", "y")], want: true },
-        Case { name: "in needs the key", selector: "zone in (x,y)", labels: &[], want: false },
-        Case { name: "notin matches a missing key", selector: "zone notin (x)", labels: &[], want: true },
-        Case { name: "notin rejects a listed value", selector: "zone notin (x)", labels: &[("zone", "x")], want: false },
-        Case { name: "exists", selector: "node-role.kubernetes.io/control-plane", labels: &[], want: false },
-        Case { name: "does not exist", selector: "!gpu", labels: &[("cpu", "x")], want: true },
-        Case { name: "prefixed key with empty value", selector: "example.com/k=", labels: &[("example.com/k", "")], want: true },
+        Case {
+            name: "empty selector matches everything",
+            selector: "",
+            labels: &[],
+            want: true,
+        },
+        Case {
+            name: "equals matches",
+            selector: "a=b",
+            labels: &[("a", "b")],
+            want: true,
+        },
+        Case {
+            name: "double equals matches",
+            selector: "a==b",
+            labels: &[("a", "b")],
+            want: true,
+        },
+        Case {
+            name: "equals needs the key",
+            selector: "a=b",
+            labels: &[],
+            want: false,
+        },
+        Case {
+            name: "not-equals matches a missing key",
+            selector: "skip!=true",
+            labels: &[],
+            want: true,
+        },
+        Case {
+            name: "not-equals rejects the value",
+            selector: "skip!=true",
+            labels: &[("skip", "true")],
+            want: false,
+        },
+        Case {
+            name: "comma is and",
+            selector: "a=b, c!=d",
+            labels: &[("a", "b"), ("c", "d")],
+            want: false,
+        },
+        Case {
+            name: "in matches a listed value",
+            selector: "zone in (x, y)",
+            labels: &[("zone", "y")],
+            want: true,
+        },
+        Case {
+            name: "in needs the key",
+            selector: "zone in (x,y)",
+            labels: &[],
+            want: false,
+        },
+        Case {
+            name: "notin matches a missing key",
+            selector: "zone notin (x)",
+            labels: &[],
+            want: true,
+        },
+        Case {
+            name: "notin rejects a listed value",
+            selector: "zone notin (x)",
+            labels: &[("zone", "x")],
+            want: false,
+        },
+        Case {
+            name: "exists",
+            selector: "node-role.kubernetes.io/control-plane",
+            labels: &[],
+            want: false,
+        },
+        Case {
+            name: "does not exist",
+            selector: "!gpu",
+            labels: &[("cpu", "x")],
+            want: true,
+        },
+        Case {
+            name: "prefixed key with empty value",
+            selector: "example.com/k=",
+            labels: &[("example.com/k", "")],
+            want: true,
+        },
     ];
     for case in cases {
-        let selector = NodeSelector::parse(case.selector).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        assert_eq!(selector.matches(&labels(case.labels)), case.want, "{}", case.name);
+        let selector =
+            NodeSelector::parse(case.selector).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(
+            selector.matches(&labels(case.labels)),
+            case.want,
+            "{}",
+            case.name
+        );
     }
 }
 
 #[test]
 fn malformed_selectors_are_rejected() {
-    for bad in ["a=b,", "=b", "a in (x", "a in x)", "a=b c", "a foo (x)", "-a=b", "a=-b-", "a in ((x))"] {
+    for bad in [
+        "a=b,",
+        "=b",
+        "a in (x",
+        "a in x)",
+        "a=b c",
+        "a foo (x)",
+        "-a=b",
+        "a=-b-",
+        "a in ((x))",
+    ] {
         let err = NodeSelector::parse(bad).err();
         assert!(err.is_some(), "{bad:?} should not parse");
-        assert_eq!(err.map(|e| e.selector), Some(bad.to_owned()), "the error names the selector");
+        assert_eq!(
+            err.map(|e| e.selector),
+            Some(bad.to_owned()),
+            "the error names the selector"
+        );
     }
 }
 
@@ -82,12 +181,21 @@ fn pods_list_by_namespace_in_name_order_and_share_the_namespace_name() {
     index.apply_pod("ns1", "z", labels(&[("app", "web")]));
     index.apply_pod("ns1", "a", Labels::new());
     let all = index.pods(None);
-    assert_eq!(names(&all, |p| format!("{}/{}", p.namespace, p.name)), ["ns1/a", "ns1/z", "ns2/b"]);
+    assert_eq!(
+        names(&all, |p| format!("{}/{}", p.namespace, p.name)),
+        ["ns1/a", "ns1/z", "ns2/b"]
+    );
     let ns1 = index.pods(Some("ns1"));
     assert_eq!(names(&ns1, |p| p.name.to_string()), ["a", "z"]);
-    assert!(Arc::ptr_eq(&ns1[0].namespace, &ns1[1].namespace), "namespace is interned");
+    assert!(
+        Arc::ptr_eq(&ns1[0].namespace, &ns1[1].namespace),
+        "namespace is interned"
+    );
     assert!(index.pods(Some("missing")).is_empty());
-    assert_eq!(index.pod("ns1", "z").map(|p| p.labels.get("app").cloned()), Some(Some("web".to_owned())));
+    assert_eq!(
+        index.pod("ns1", "z").map(|p| p.labels.get("app").cloned()),
+        Some(Some("web".to_owned()))
+    );
 }
 
 #[test]

@@ -1,6 +1,10 @@
+#![allow(clippy::expect_used)] // A test fails by panicking; `expect` says which invariant broke.
+
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{DaemonEndpoint, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+};
 use kube::api::ObjectMeta;
 
 use super::*;
@@ -18,7 +22,10 @@ struct NodeFixture(Node);
 
 fn node(name: &str) -> NodeFixture {
     NodeFixture(Node {
-        metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
         status: Some(NodeStatus::default()),
         ..Node::default()
     })
@@ -30,7 +37,10 @@ impl NodeFixture {
     }
     fn address(mut self, type_: &str, address: &str) -> Self {
         let addresses = self.status().addresses.get_or_insert_with(Vec::new);
-        addresses.push(NodeAddress { type_: type_.to_owned(), address: address.to_owned() });
+        addresses.push(NodeAddress {
+            type_: type_.to_owned(),
+            address: address.to_owned(),
+        });
         self
     }
     fn internal_ip(self, address: &str) -> Self {
@@ -38,23 +48,36 @@ impl NodeFixture {
     }
     fn condition(mut self, type_: &str, status: &str) -> Self {
         let conditions = self.status().conditions.get_or_insert_with(Vec::new);
-        conditions.push(NodeCondition { type_: type_.to_owned(), status: status.to_owned(), ..NodeCondition::default() });
+        conditions.push(NodeCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            ..NodeCondition::default()
+        });
         self
     }
     fn ready(self) -> Self {
         self.condition("Ready", "True")
     }
     fn status_port(mut self, port: i32) -> Self {
-        self.status().daemon_endpoints =
-            Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port }) });
+        self.status().daemon_endpoints = Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port }),
+        });
         self
     }
     fn annotation(mut self, key: &str, value: &str) -> Self {
-        self.0.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(key.to_owned(), value.to_owned());
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), value.to_owned());
         self
     }
     fn label(mut self, key: &str, value: &str) -> Self {
-        self.0.metadata.labels.get_or_insert_with(BTreeMap::new).insert(key.to_owned(), value.to_owned());
+        self.0
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), value.to_owned());
         self
     }
 }
@@ -67,11 +90,20 @@ fn trimming_picks_address_port_path_and_readiness() {
         options: TargetOptions,
         want: Option<(&'static str, u16, &'static str, bool)>,
     }
-    let all = ["Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP"];
+    let all = [
+        "Hostname",
+        "InternalDNS",
+        "InternalIP",
+        "ExternalDNS",
+        "ExternalIP",
+    ];
     let cases = [
         Case {
             name: "first matching type wins over address order",
-            node: node("n").address("ExternalIP", "1.2.3.4").internal_ip("10.0.0.1").ready(),
+            node: node("n")
+                .address("ExternalIP", "1.2.3.4")
+                .internal_ip("10.0.0.1")
+                .ready(),
             options: options(&["InternalIP", "ExternalIP"], false),
             want: Some(("10.0.0.1", 10250, "/metrics/resource", true)),
         },
@@ -83,7 +115,9 @@ fn trimming_picks_address_port_path_and_readiness() {
         },
         Case {
             name: "hostname is preferred by the binary default",
-            node: node("n").internal_ip("10.0.0.1").address("Hostname", "node-a"),
+            node: node("n")
+                .internal_ip("10.0.0.1")
+                .address("Hostname", "node-a"),
             options: options(&all, false),
             want: Some(("node-a", 10250, "/metrics/resource", false)),
         },
@@ -113,13 +147,23 @@ fn trimming_picks_address_port_path_and_readiness() {
         },
         Case {
             name: "annotation overrides the path",
-            node: node("n").internal_ip("10.0.0.1").annotation(METRICS_PATH_ANNOTATION, "/metrics/nodes/n/metrics/resource"),
+            node: node("n")
+                .internal_ip("10.0.0.1")
+                .annotation(METRICS_PATH_ANNOTATION, "/metrics/nodes/n/metrics/resource"),
             options: options(&all, false),
-            want: Some(("10.0.0.1", 10250, "/metrics/nodes/n/metrics/resource", false)),
+            want: Some((
+                "10.0.0.1",
+                10250,
+                "/metrics/nodes/n/metrics/resource",
+                false,
+            )),
         },
         Case {
             name: "ready false is not ready",
-            node: node("n").internal_ip("10.0.0.1").condition("MemoryPressure", "True").condition("Ready", "False"),
+            node: node("n")
+                .internal_ip("10.0.0.1")
+                .condition("MemoryPressure", "True")
+                .condition("Ready", "False"),
             options: options(&all, false),
             want: Some(("10.0.0.1", 10250, "/metrics/resource", false)),
         },
@@ -127,17 +171,31 @@ fn trimming_picks_address_port_path_and_readiness() {
     for case in cases {
         let info = trim_node(&case.node.0, &case.options);
         assert_eq!(&*info.name, "n", "{}", case.name);
-        let got = info.target.as_ref().map(|t| (t.host.as_str(), t.port, t.path.as_str(), t.ready));
+        let got = info
+            .target
+            .as_ref()
+            .map(|t| (t.host.as_str(), t.port, t.path.as_str(), t.ready));
         assert_eq!(got, case.want, "{}", case.name);
         if let Some(target) = &info.target {
-            assert!(Arc::ptr_eq(&target.node, &info.name), "{}: the target shares the interned name", case.name);
+            assert!(
+                Arc::ptr_eq(&target.node, &info.name),
+                "{}: the target shares the interned name",
+                case.name
+            );
         }
     }
 }
 
 #[test]
 fn trimming_keeps_labels_and_drops_everything_else() {
-    let info = trim_node(&node("n").label("zone", "a").annotation("big", "x").internal_ip("10.0.0.1").0, &options(&["InternalIP"], false));
+    let info = trim_node(
+        &node("n")
+            .label("zone", "a")
+            .annotation("big", "x")
+            .internal_ip("10.0.0.1")
+            .0,
+        &options(&["InternalIP"], false),
+    );
     assert_eq!(info.labels.get("zone").map(String::as_str), Some("a"));
     assert_eq!(info.labels.len(), 1);
 }
