@@ -461,3 +461,60 @@ async fn a_node_that_leaves_is_forgotten_and_a_node_that_joins_is_scraped() {
     assert!(index.nodes().iter().all(|n| &*n.name != "leaving"));
     running.stop().await;
 }
+
+/// CPU seconds (user + system) used by this process so far, from `/proc/self/stat` (clock ticks of 10 ms).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+/// A measurement, not a pass/fail timing test: `cargo test --release --test scrape -- --ignored --nocapture
+/// scale`. Scrapes `SCALE_NODES` in-process fake kubelets for three rounds and prints scrapes done, connections
+/// opened and process CPU per scrape (fake kubelets included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run explicitly"]
+async fn scale_measurement_of_rounds_over_many_kubelets() {
+    let nodes: u32 = std::env::var("SCALE_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let resolution = Duration::from_secs(5);
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let sequence = Arc::new(AtomicUsize::new(0));
+    let mut fakes = Vec::new();
+    for i in 0..nodes {
+        let ip = std::net::Ipv4Addr::new(
+            127,
+            30 + u8::try_from(i / 62_500).expect("small"),
+            ((i / 250) % 250) as u8,
+            (i % 250 + 1) as u8,
+        );
+        let fake = FakeKubelet::start(ip, &ca, Mode::Ok, sequence.clone()).await;
+        index.apply_node(node(&format!("node-{i}"), fake.addr));
+        fakes.push(fake);
+    }
+    let cpu_before = process_cpu_seconds();
+    let wall = std::time::Instant::now();
+    let running = start_scraper(index, client(config(&ca)), resolution);
+    let sink = running.sink.clone();
+    let want = 3 * nodes as usize;
+    let done = eventually(resolution * 5, || sink.order().len() >= want).await;
+    let elapsed = wall.elapsed();
+    running.stop().await;
+    let cpu = process_cpu_seconds() - cpu_before;
+    let scrapes = sink.order().len();
+    let accepts: usize = fakes.iter().map(FakeKubelet::accepts).sum();
+    println!(
+        "nodes={nodes} resolution={resolution:?} scrapes={scrapes} connections={accepts} wall={elapsed:?} \
+         cpu={cpu:.2}s cpu_per_scrape={:.1}us (client + fake kubelets)",
+        cpu / scrapes.max(1) as f64 * 1e6
+    );
+    assert!(done, "three rounds completed: {scrapes} of {want} scrapes");
+    assert_eq!(accepts, nodes as usize, "one connection per kubelet");
+}

@@ -298,7 +298,7 @@ impl KubeletClient {
             .header(ACCEPT, "text/plain;version=0.0.4")
             .header(ACCEPT_ENCODING, "gzip")
             .header(USER_AGENT, USER_AGENT_VALUE);
-        if let Some(token) = self.inner.token.header() {
+        if let Some(token) = self.inner.token.header(Instant::now()) {
             builder = builder.header(AUTHORIZATION, token);
         }
         builder
@@ -415,7 +415,8 @@ impl Drop for Driver {
 // === impl Token ===
 
 impl Token {
-    fn header(&self) -> Option<HeaderValue> {
+    /// The `Authorization` value at `now` (re-reading a token file at most once per [`TOKEN_REFRESH`]).
+    fn header(&self, now: Instant) -> Option<HeaderValue> {
         let path = match &self.source {
             TokenSource::None => return None,
             TokenSource::Static(token) => return bearer(token),
@@ -423,7 +424,7 @@ impl Token {
         };
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((read_at, header)) = cached.as_ref()
-            && read_at.elapsed() < TOKEN_REFRESH
+            && now.saturating_duration_since(*read_at) < TOKEN_REFRESH
         {
             return header.clone();
         }
@@ -435,7 +436,7 @@ impl Token {
                 cached.as_ref().and_then(|(_, h)| h.clone())
             }
         };
-        *cached = Some((Instant::now(), header.clone()));
+        *cached = Some((now, header.clone()));
         header
     }
 }
@@ -672,5 +673,116 @@ async fn read_body(
             address: address(target),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)] // A test fails by panicking; `expect` says which step broke.
+
+    use super::*;
+
+    fn target(host: &str, port: u16) -> ScrapeTarget {
+        ScrapeTarget {
+            node: Arc::from("n"),
+            host: host.to_owned(),
+            port,
+            path: "/metrics/resource".to_owned(),
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn addresses_join_host_and_port_like_go() {
+        struct Case {
+            name: &'static str,
+            host: &'static str,
+            want: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "IPv4",
+                host: "10.0.0.1",
+                want: "10.0.0.1:10250",
+            },
+            Case {
+                name: "IPv6 is bracketed",
+                host: "fd00::1",
+                want: "[fd00::1]:10250",
+            },
+            Case {
+                name: "DNS name",
+                host: "node-a.example",
+                want: "node-a.example:10250",
+            },
+        ];
+        for case in cases {
+            assert_eq!(
+                address(&target(case.host, 10250)),
+                case.want,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_capped_writer_refuses_to_grow_past_its_limit() {
+        let mut buf = Vec::new();
+        let mut capped = Capped {
+            buf: &mut buf,
+            limit: 4,
+            exceeded: false,
+        };
+        capped.write_all(b"abcd").expect("exactly the limit fits");
+        assert!(capped.write_all(b"e").is_err());
+        assert!(capped.exceeded);
+        assert_eq!(buf, b"abcd");
+    }
+
+    #[test]
+    fn a_pem_bundle_without_certificates_is_rejected() {
+        assert!(matches!(
+            certificates_from_pem(b"not pem"),
+            Err(BuildError::InvalidCa(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_file_is_re_read_after_a_minute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").expect("write");
+        let token = Token {
+            source: TokenSource::File(path.clone()),
+            cached: Mutex::new(None),
+        };
+        let t0 = Instant::now();
+        let at = |offset: Duration| {
+            token
+                .header(t0 + offset)
+                .map(|h| h.to_str().expect("ascii").to_owned())
+        };
+        assert_eq!(at(Duration::ZERO).as_deref(), Some("Bearer first"));
+        std::fs::write(&path, "second\n").expect("write");
+        let within = at(Duration::from_secs(59));
+        assert_eq!(
+            within.as_deref(),
+            Some("Bearer first"),
+            "cached within the minute"
+        );
+        let after = at(TOKEN_REFRESH);
+        assert_eq!(
+            after.as_deref(),
+            Some("Bearer second"),
+            "re-read after a minute"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        let vanished = at(TOKEN_REFRESH * 2);
+        assert_eq!(
+            vanished.as_deref(),
+            Some("Bearer second"),
+            "a vanished file keeps the last token"
+        );
     }
 }
