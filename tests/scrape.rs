@@ -119,6 +119,27 @@ async fn a_kubelet_certificate_from_another_ca_fails_with_a_tls_error_naming_the
 }
 
 #[tokio::test]
+async fn a_kubelet_certificate_without_the_dialled_ip_fails_naming_address_and_sans() {
+    let ca = TestCa::new("kubelet CA");
+    let san = std::net::IpAddr::from([127, 0, 0, 99]);
+    let fake = FakeKubelet::start_with_san(node_ip(26, 0), san, &ca, Mode::Ok).await;
+    let error = client(config(&ca))
+        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .await
+        .expect_err("name mismatch");
+    assert_eq!(error.reason(), "tls");
+    let message = error.to_string();
+    assert!(
+        message.contains(&fake.addr.to_string()),
+        "names the address dialled: {message}"
+    );
+    assert!(
+        message.contains("127.0.0.99"),
+        "names the SANs presented: {message}"
+    );
+}
+
+#[tokio::test]
 async fn insecure_tls_accepts_a_certificate_from_any_ca() {
     let kubelet_ca = TestCa::new("kubelet CA");
     let fake = kubelet(14, 0, &kubelet_ca, Mode::Ok).await;
@@ -228,6 +249,26 @@ async fn a_body_over_the_cap_is_rejected() {
     );
     assert_eq!(error.reason(), "body_too_large");
     assert!(body.len() <= 100_000, "never buffers past the cap");
+}
+
+#[tokio::test]
+async fn a_gzip_body_that_inflates_past_the_cap_is_rejected() {
+    let ca = TestCa::new("kubelet CA");
+    let fake = kubelet(25, 0, &ca, Mode::HugeGzip(10_000_000)).await;
+    let client = client(KubeletClientConfig {
+        max_body_bytes: 100_000,
+        ..config(&ca)
+    });
+    let mut body = Vec::new();
+    let error = client
+        .fetch(&target("n1", fake.addr), &mut body)
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(error, Error::BodyTooLarge { limit: 100_000, .. }),
+        "{error:?}"
+    );
+    assert!(body.len() <= 100_000, "never inflates past the cap");
 }
 
 #[tokio::test]

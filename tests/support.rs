@@ -44,6 +44,8 @@ pub enum Mode {
     Hang,
     /// 200 with a body of this many bytes.
     Huge(usize),
+    /// 200 with a gzip body that inflates to this many bytes (a small answer on the wire).
+    HugeGzip(usize),
     /// This status with this body.
     Status(u16, &'static str),
 }
@@ -203,6 +205,13 @@ impl FakeKubelet {
         Self::listen(addr, Some(acceptor), mode, sequence).await
     }
 
+    /// A fake kubelet on `ip` whose certificate names `san` instead (a certificate without the dialled IP).
+    pub async fn start_with_san(ip: Ipv4Addr, san: IpAddr, ca: &TestCa, mode: Mode) -> FakeKubelet {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(san));
+        let addr = SocketAddr::from((ip, 0));
+        Self::listen(addr, Some(acceptor), mode, Arc::new(AtomicUsize::new(0))).await
+    }
+
     /// A fake kubelet serving plain HTTP (the deprecated read-only-port style) on `ip`.
     pub async fn start_plain(ip: Ipv4Addr, mode: Mode) -> FakeKubelet {
         let addr = SocketAddr::from((ip, 0));
@@ -342,6 +351,16 @@ async fn answer(
             // Long enough to outlast any test; the task is aborted when the fake is dropped.
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
+        }
+        Mode::HugeGzip(bytes) => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(&vec![b'#'; bytes]).expect("gzip");
+            let body = encoder.finish().expect("gzip");
+            Response::builder()
+                .header("content-encoding", "gzip")
+                .body(Full::new(Bytes::from(body)))
+                .expect("response")
         }
         Mode::Huge(bytes) => Response::new(Full::new(Bytes::from(vec![b'#'; bytes]))),
         Mode::Status(status, body) => Response::builder()
