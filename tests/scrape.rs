@@ -26,6 +26,7 @@ fn config(ca: &TestCa) -> KubeletClientConfig {
         request_timeout: Duration::from_secs(5),
         max_body_bytes: kubelet::DEFAULT_MAX_BODY_BYTES,
         idle_timeout: Duration::from_secs(60),
+        max_idle_connections: usize::MAX,
     }
 }
 
@@ -207,6 +208,38 @@ async fn several_scrapes_of_one_kubelet_reuse_one_connection() {
         fake.accepts(),
         1,
         "keep-alive: one TCP connection for five scrapes"
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_idle_budget_are_closed_after_use() {
+    let ca = TestCa::new("kubelet CA");
+    let first = kubelet(27, 0, &ca, Mode::Ok).await;
+    let second = kubelet(27, 1, &ca, Mode::Ok).await;
+    let client = client(KubeletClientConfig {
+        max_idle_connections: 1,
+        ..config(&ca)
+    });
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        client
+            .fetch(&target("first", first.addr), &mut body)
+            .await
+            .expect("scrape first");
+        client
+            .fetch(&target("second", second.addr), &mut body)
+            .await
+            .expect("scrape second");
+    }
+    assert_eq!(
+        first.accepts(),
+        1,
+        "the first kubelet holds the one pooled connection"
+    );
+    assert_eq!(
+        second.accepts(),
+        3,
+        "the second reconnects for every scrape"
     );
 }
 

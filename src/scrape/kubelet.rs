@@ -83,6 +83,10 @@ pub struct KubeletClientConfig {
     pub max_body_bytes: usize,
     /// Pooled connections unused for longer than this are closed by [`KubeletClient::prune_idle`].
     pub idle_timeout: Duration,
+    /// At most this many idle connections are kept; beyond it a connection is closed after its scrape. Keeps the
+    /// server under its file-descriptor limit when it faces more kubelets than it may hold sockets (each idle
+    /// connection is one descriptor). `usize::MAX` keeps one per kubelet.
+    pub max_idle_connections: usize,
 }
 
 /// Why a [`KubeletClient`] could not be built.
@@ -118,6 +122,7 @@ struct Inner {
     request_timeout: Duration,
     max_body_bytes: usize,
     idle_timeout: Duration,
+    max_idle_connections: usize,
     pool: Mutex<HashMap<Arc<str>, Pooled>>,
 }
 
@@ -132,6 +137,9 @@ struct Pooled {
 
 /// A connection checked out for one scrape; the connection task is aborted unless it goes back to the pool.
 struct Checkout {
+    /// Host and port dialled, kept with the connection so a changed target is noticed without re-allocating.
+    host: String,
+    port: u16,
     sender: http1::SendRequest<Empty<Bytes>>,
     driver: Driver,
     reused: bool,
@@ -186,6 +194,7 @@ impl KubeletClient {
                 request_timeout: config.request_timeout,
                 max_body_bytes: config.max_body_bytes,
                 idle_timeout: config.idle_timeout,
+                max_idle_connections: config.max_idle_connections,
                 pool: Mutex::new(HashMap::new()),
             }),
         })
@@ -340,6 +349,8 @@ impl KubeletClient {
             return None;
         }
         Some(Checkout {
+            host: pooled.host,
+            port: pooled.port,
             sender: pooled.sender,
             driver: Driver(Some(pooled.driver)),
             reused: true,
@@ -347,20 +358,29 @@ impl KubeletClient {
     }
 
     fn checkin(&self, target: &ScrapeTarget, conn: Checkout) {
+        let mut pool = self.pool();
+        if pool.len() >= self.inner.max_idle_connections && !pool.contains_key(&*target.node) {
+            // Over the idle-connection budget: `conn` is dropped here, which closes it.
+            return;
+        }
         let Checkout {
-            sender, mut driver, ..
+            host,
+            port,
+            sender,
+            mut driver,
+            ..
         } = conn;
         let Some(driver) = driver.0.take() else {
             return;
         };
         let pooled = Pooled {
-            host: target.host.clone(),
-            port: target.port,
+            host,
+            port,
             sender,
             driver,
             last_used: Instant::now(),
         };
-        if let Some(old) = self.pool().insert(target.node.clone(), pooled) {
+        if let Some(old) = pool.insert(target.node.clone(), pooled) {
             old.driver.abort();
         }
     }
@@ -548,6 +568,8 @@ where
     })
     .abort_handle();
     Ok(Checkout {
+        host: target.host.clone(),
+        port: target.port,
         sender,
         driver: Driver(Some(driver)),
         reused: false,

@@ -1,8 +1,8 @@
 //! The per-node phase schedule: which node is due when within a round, plus each node's small mutable scrape state
 //! (in flight, failure-log rate limit). Pure bookkeeping: no I/O, no clock reads (instants are passed in).
 //!
-//! A node's phase is a stable hash of its name modulo the resolution, so every replica and every restart scrapes a
-//! given node at the same offset, and nodes spread evenly over the round. Joining nodes simply take their slot;
+//! A node's phase is a stable hash of its name modulo the resolution, so a node keeps the same offset from the
+//! round start for the life of the process, and nodes spread evenly over the round. Joining nodes simply take their slot;
 //! leaving nodes are reported so their data can be forgotten.
 
 use std::sync::atomic::{AtomicBool, Ordering};
