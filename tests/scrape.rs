@@ -330,6 +330,23 @@ async fn a_non_200_answer_carries_the_status_and_the_kubelets_reason() {
 }
 
 #[tokio::test]
+async fn a_long_error_body_is_cut_to_its_first_200_bytes() {
+    let ca = TestCa::new("kubelet CA");
+    let long: &'static str = Box::leak("x".repeat(5000).into_boxed_str());
+    let fake = kubelet(28, 0, &ca, Mode::Status(401, long)).await;
+    let error = client(config(&ca))
+        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .await
+        .expect_err("401");
+    match error {
+        Error::Status {
+            status: 401, body, ..
+        } => assert_eq!(body, "x".repeat(200)),
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_hanging_kubelet_times_out() {
     let ca = TestCa::new("kubelet CA");
     let fake = kubelet(19, 0, &ca, Mode::Hang).await;

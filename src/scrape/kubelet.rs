@@ -488,13 +488,16 @@ impl BodySink<'_, '_> {
 // === impl Capped ===
 
 impl Write for Capped<'_> {
+    /// Takes as much as fits (so a truncated prefix is kept, e.g. for error snippets), then fails.
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > self.limit {
+        let room = self.limit.saturating_sub(self.buf.len());
+        if room == 0 && !data.is_empty() {
             self.exceeded = true;
             return Err(std::io::Error::other("body exceeds the cap"));
         }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        let taken = room.min(data.len());
+        self.buf.extend_from_slice(&data[..taken]);
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -665,6 +668,7 @@ async fn read_body(
         limit,
     };
     let mut result = Ok(());
+    let mut wire_exceeded = false;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|source| Error::Http {
             address: address(target),
@@ -673,12 +677,11 @@ async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        wire_bytes += data.len();
-        if wire_bytes > limit {
-            return Err(too_large());
-        }
         result = sink.write_all(&data);
-        if result.is_err() {
+        // Also bound the compressed stream: a gzip body that inflates to nothing must not stream forever.
+        wire_bytes += data.len();
+        if result.is_err() || wire_bytes > limit {
+            wire_exceeded = wire_bytes > limit;
             break;
         }
     }
@@ -689,6 +692,7 @@ async fn read_body(
     }
     drop(sink);
     match result {
+        _ if wire_exceeded => Err(too_large()),
         Ok(()) => Ok(()),
         Err(_) if capped.exceeded => Err(too_large()),
         Err(source) => Err(Error::Decompress {
@@ -756,10 +760,10 @@ mod tests {
             limit: 4,
             exceeded: false,
         };
-        capped.write_all(b"abcd").expect("exactly the limit fits");
-        assert!(capped.write_all(b"e").is_err());
+        capped.write_all(b"abc").expect("under the limit fits");
+        assert!(capped.write_all(b"def").is_err());
         assert!(capped.exceeded);
-        assert_eq!(buf, b"abcd");
+        assert_eq!(buf, b"abcd", "the prefix up to the limit is kept");
     }
 
     #[test]
