@@ -595,11 +595,11 @@ async fn scale_measurement_of_rounds_over_many_kubelets() {
     let running = start_scraper(index, client(config(&ca)), resolution);
     let sink = running.sink.clone();
     let want = 3 * nodes as usize;
-    let done = eventually(resolution * 5, || sink.order().len() >= want).await;
+    let done = eventually(resolution * 5, || sink.total() >= want).await;
     let elapsed = wall.elapsed();
     running.stop().await;
     let cpu = process_cpu_seconds() - cpu_before;
-    let scrapes = sink.order().len();
+    let scrapes = sink.total();
     let accepts: usize = fakes.iter().map(FakeKubelet::accepts).sum();
     println!(
         "nodes={nodes} resolution={resolution:?} scrapes={scrapes} connections={accepts} wall={elapsed:?} \

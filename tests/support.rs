@@ -383,6 +383,11 @@ impl RecordingSink {
             .map_or(0, Vec::len)
     }
 
+    /// Accepted batches so far, all nodes.
+    pub fn total(&self) -> usize {
+        self.accepted.lock().expect("lock").len()
+    }
+
     /// The order in which nodes were accepted.
     pub fn order(&self) -> Vec<String> {
         self.accepted.lock().expect("lock").clone()
