@@ -843,13 +843,14 @@ fn pod_window_tie_on_timestamp_takes_the_longest_window() {
     let s = storage();
     batch()
         .node(T0, S, MIB)
-        .container("ns", "pod", "a", T0, S, MIB)
+        .container("ns", "pod", "long-running", T0, S, MIB)
         .send(&s, "n1");
+    // "fresh" sorts first, so the tie rule (not name order) must pick the long-running container's window.
     batch()
         .node(t(1), S, MIB)
-        .container("ns", "pod", "a", t(1), 2 * S, MIB)
-        .container("ns", "pod", "b", t(1), S, MIB)
+        .container("ns", "pod", "fresh", t(1), S, MIB)
         .started(t(1) - 4_000)
+        .container("ns", "pod", "long-running", t(1), 2 * S, MIB)
         .send(&s, "n1");
     assert_eq!(
         pod(&s, t(1)).map(|p| (p.timestamp_ms, p.window_ms)),
