@@ -1,0 +1,192 @@
+//! Storage benchmarks: storing a full 5,000-node round (5,000 `accept` calls of 30 pods × 2 containers) and
+//! reading one node, one pod and all 150,000 pods through `MetricsSource`.
+//!
+//! Run: `cargo bench --bench storage -- --measurement-time 5 --warm-up-time 1`. Synthetic batches only; no clock
+//! is read by storage (timestamps are fixed offsets), no network.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput};
+use resource_metrics_server::api::MetricsSource;
+use resource_metrics_server::scrape::BatchSink;
+use resource_metrics_server::scrape::decode::{
+    ContainerSample, CpuSample, GaugeSample, NodeBatch, NodeSample,
+};
+use resource_metrics_server::storage::{Storage, StorageConfig};
+
+const NODES: usize = 5_000;
+const PODS_PER_NODE: usize = 30;
+const CONTAINERS: [&str; 2] = ["app", "sidecar"];
+const NAMESPACES: usize = 100;
+const RESOLUTION_MS: i64 = 15_000;
+/// 2023-11-14T22:13:20Z.
+const T0: i64 = 1_700_000_000_000;
+
+/// One round of batches, at round `round`: every node at its own phase within the resolution.
+fn round(round: i64) -> Vec<(Arc<str>, NodeBatch)> {
+    (0..NODES)
+        .map(|n| {
+            let ts = T0 + round * RESOLUTION_MS + (n as i64 * 3) % RESOLUTION_MS;
+            let cpu_ns = |rate_millicores: u64| (round as u64 + 1) * rate_millicores * 15_000_000;
+            let mut containers = Vec::with_capacity(PODS_PER_NODE * CONTAINERS.len());
+            for p in 0..PODS_PER_NODE {
+                let global = n * PODS_PER_NODE + p;
+                for (c, name) in CONTAINERS.iter().enumerate() {
+                    containers.push(ContainerSample {
+                        namespace: format!("namespace-{:03}", global % NAMESPACES),
+                        pod: format!("deployment-{n}-{p}-7d9f8b6c5d-x2k4q"),
+                        container: (*name).to_owned(),
+                        cpu: Some(CpuSample {
+                            cumulative_cpu_ns: cpu_ns(100 + c as u64),
+                            timestamp_ms: ts,
+                        }),
+                        memory: Some(GaugeSample {
+                            bytes: 64 << 20,
+                            timestamp_ms: ts,
+                        }),
+                        swap: None,
+                        start_time_ms: Some(T0 - 86_400_000),
+                    });
+                }
+            }
+            containers.sort_by(|a, b| {
+                (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
+            });
+            let node = NodeSample {
+                cpu: Some(CpuSample {
+                    cumulative_cpu_ns: cpu_ns(4_000),
+                    timestamp_ms: ts,
+                }),
+                memory: Some(GaugeSample {
+                    bytes: 8 << 30,
+                    timestamp_ms: ts,
+                }),
+                swap: None,
+            };
+            let name: Arc<str> = Arc::from(format!("node-{n:05}"));
+            (
+                name,
+                NodeBatch {
+                    node,
+                    containers,
+                    kubelet_error: false,
+                    rejected_series: 0,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Shifts every timestamp and counter of `batches` forward by `rounds` resolutions.
+fn shifted(batches: &[(Arc<str>, NodeBatch)], rounds: i64) -> Vec<(Arc<str>, NodeBatch)> {
+    let dt = rounds * RESOLUTION_MS;
+    let dcpu = rounds as u64 * 1_500_000_000;
+    let shift_cpu = |s: &mut Option<CpuSample>| {
+        if let Some(s) = s {
+            s.timestamp_ms += dt;
+            s.cumulative_cpu_ns += dcpu;
+        }
+    };
+    let shift_gauge = |s: &mut Option<GaugeSample>| {
+        if let Some(s) = s {
+            s.timestamp_ms += dt;
+        }
+    };
+    let mut out = batches.to_vec();
+    for (_, batch) in &mut out {
+        shift_cpu(&mut batch.node.cpu);
+        shift_gauge(&mut batch.node.memory);
+        for c in &mut batch.containers {
+            shift_cpu(&mut c.cpu);
+            shift_gauge(&mut c.memory);
+        }
+    }
+    out
+}
+
+fn storage() -> Storage {
+    Storage::new(StorageConfig {
+        resolution: Duration::from_millis(RESOLUTION_MS as u64),
+        staleness: Duration::from_millis(2 * RESOLUTION_MS as u64 + 10_000),
+    })
+}
+
+fn store(storage: &Storage, batches: Vec<(Arc<str>, NodeBatch)>) {
+    for (node, batch) in batches {
+        storage.accept(&node, batch);
+    }
+}
+
+fn bench_store(c: &mut Criterion) {
+    let template = round(0);
+    let s = storage();
+    store(&s, shifted(&template, 0));
+    store(&s, shifted(&template, 1));
+    let mut next_round = 2;
+    let mut group = c.benchmark_group("storage/store");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(NODES as u64));
+    group.bench_function("round_5000_nodes_30_pods_2_containers", |b| {
+        b.iter_batched(
+            || {
+                next_round += 1;
+                shifted(&template, next_round)
+            },
+            |batches| store(&s, batches),
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+fn bench_reads(c: &mut Criterion) {
+    let template = round(0);
+    let s = storage();
+    store(&s, shifted(&template, 0));
+    store(&s, shifted(&template, 1));
+    let now = T0 + 2 * RESOLUTION_MS;
+    let pods: Vec<(String, String)> = template
+        .iter()
+        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
+        .map(|c| (c.namespace.clone(), c.pod.clone()))
+        .collect();
+    let served = pods
+        .iter()
+        .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
+        .count();
+    assert_eq!(
+        served,
+        NODES * PODS_PER_NODE,
+        "every pod is served after two rounds"
+    );
+    let (ns, pod) = &pods[pods.len() / 2];
+
+    let mut group = c.benchmark_group("storage/read");
+    group.bench_function("node_usage_one_node", |b| {
+        b.iter(|| s.node_usage(black_box("node-02500"), now))
+    });
+    group.bench_function("pod_usage_one_pod", |b| {
+        b.iter(|| s.pod_usage(black_box(ns), black_box(pod), now))
+    });
+    group.throughput(Throughput::Elements(pods.len() as u64));
+    group.sample_size(10);
+    group.bench_function("pod_usage_all_150000_pods", |b| {
+        b.iter(|| {
+            pods.iter()
+                .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
+                .count()
+        })
+    });
+    group.bench_function("point_counts", |b| b.iter(|| s.point_counts(now)));
+    group.bench_function("is_ready", |b| b.iter(|| s.is_ready(now)));
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_store(&mut c);
+    bench_reads(&mut c);
+    c.final_summary();
+}

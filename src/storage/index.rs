@@ -1,0 +1,133 @@
+//! The pod index: (namespace, pod) → the precomputed usage to serve, chosen among the nodes that report the pod.
+//!
+//! A pod reported by two nodes (e.g. a name reused on another node while the old one still reports it) is served
+//! from the point with the newer timestamp; on a tie, from the lexically smaller node name. The choice depends only
+//! on the stored candidates, never on arrival order. Pure data structure: no locks, no clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::state::PodKey;
+use crate::api::PodUsage;
+
+/// One node's servable usage for a pod.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    /// The node reporting the pod.
+    pub(crate) node: Arc<str>,
+    /// Its precomputed usage.
+    pub(crate) usage: Arc<PodUsage>,
+}
+
+impl Candidate {
+    /// Newer timestamp wins; on a tie, the smaller node name.
+    fn beats(&self, other: &Candidate) -> bool {
+        let (mine, theirs) = (self.usage.timestamp_ms, other.usage.timestamp_ms);
+        mine > theirs || (mine == theirs && self.node < other.node)
+    }
+}
+
+/// The candidates for one pod: the winner inline (the usual single-node case costs no extra allocation).
+#[derive(Debug)]
+pub(crate) struct PodEntry {
+    /// The candidate served.
+    pub(crate) winner: Candidate,
+    /// Other nodes' candidates, in no particular order.
+    others: Vec<Candidate>,
+}
+
+impl PodEntry {
+    fn elect(&mut self) {
+        for other in &mut self.others {
+            if other.beats(&self.winner) {
+                std::mem::swap(other, &mut self.winner);
+            }
+        }
+    }
+}
+
+/// All servable pods, by namespace then name.
+#[derive(Debug, Default)]
+pub(crate) struct PodIndex {
+    by_namespace: HashMap<Arc<str>, HashMap<Arc<str>, PodEntry>>,
+}
+
+impl PodIndex {
+    /// The candidate served for a pod.
+    pub(crate) fn get(&self, namespace: &str, pod: &str) -> Option<&Candidate> {
+        self.by_namespace
+            .get(namespace)?
+            .get(pod)
+            .map(|entry| &entry.winner)
+    }
+
+    /// Every pod's served candidate.
+    pub(crate) fn winners(&self) -> impl Iterator<Item = &Candidate> {
+        self.by_namespace
+            .values()
+            .flat_map(|pods| pods.values().map(|entry| &entry.winner))
+    }
+
+    /// Sets `node`'s candidate for `key`; a replaced usage is pushed to `garbage` (to be dropped off-lock).
+    pub(crate) fn serve(
+        &mut self,
+        node: &Arc<str>,
+        key: PodKey,
+        usage: Arc<PodUsage>,
+        garbage: &mut Vec<Arc<PodUsage>>,
+    ) {
+        let candidate = Candidate {
+            node: Arc::clone(node),
+            usage,
+        };
+        let pods = self.by_namespace.entry(key.namespace).or_default();
+        let Some(entry) = pods.get_mut(&*key.name) else {
+            pods.insert(
+                key.name,
+                PodEntry {
+                    winner: candidate,
+                    others: Vec::new(),
+                },
+            );
+            return;
+        };
+        let slot = if entry.winner.node == *node {
+            Some(&mut entry.winner)
+        } else {
+            entry.others.iter_mut().find(|c| c.node == *node)
+        };
+        match slot {
+            Some(slot) => garbage.push(std::mem::replace(slot, candidate).usage),
+            None => entry.others.push(candidate),
+        }
+        entry.elect();
+    }
+
+    /// Removes `node`'s candidate for `key`; the removed usage is pushed to `garbage`.
+    pub(crate) fn withdraw(&mut self, node: &str, key: &PodKey, garbage: &mut Vec<Arc<PodUsage>>) {
+        let Some(pods) = self.by_namespace.get_mut(&*key.namespace) else {
+            return;
+        };
+        let Some(entry) = pods.get_mut(&*key.name) else {
+            return;
+        };
+        if *entry.winner.node == *node {
+            match entry.others.pop() {
+                Some(next) => {
+                    garbage.push(std::mem::replace(&mut entry.winner, next).usage);
+                    entry.elect();
+                }
+                None => {
+                    if let Some(removed) = pods.remove(&*key.name) {
+                        garbage.push(removed.winner.usage);
+                    }
+                    if pods.is_empty() {
+                        self.by_namespace.remove(&*key.namespace);
+                    }
+                }
+            }
+        } else if let Some(at) = entry.others.iter().position(|c| *c.node == *node) {
+            garbage.push(entry.others.swap_remove(at).usage);
+        }
+    }
+}

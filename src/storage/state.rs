@@ -1,0 +1,313 @@
+//! One node's stored state (its node window and its pods' container windows) and how a new batch turns the old
+//! state into the next one, off-lock.
+//!
+//! Pure: takes the previous state by reference and the batch by value, returns a fresh state plus the pod-index
+//! changes to apply. Never touches the shared maps, never reads a clock.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::point::{CpuPoint, Point, usage};
+use super::window::{Rules, Window};
+use crate::api::{ContainerUsage, PodUsage};
+use crate::scrape::decode::{ContainerSample, NodeBatch, NodeSample};
+use crate::time::TimestampMs;
+
+/// Everything stored for one node. Immutable once built; replaced whole (behind an `Arc`) on each scrape.
+#[derive(Debug, Default)]
+pub(crate) struct NodeState {
+    /// The node's own window, once a usable node point was seen (kept across unusable samples and failures).
+    pub(crate) node: Option<Window>,
+    /// The node's pods, sorted by (namespace, name).
+    pub(crate) pods: Vec<PodState>,
+    /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
+    pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
+}
+
+/// One pod as reported by one node.
+#[derive(Debug, Clone)]
+pub(crate) struct PodState {
+    /// Namespace (interned).
+    pub(crate) namespace: Arc<str>,
+    /// Pod name (shared with the pod index).
+    pub(crate) name: Arc<str>,
+    /// Containers sorted by name.
+    pub(crate) containers: Vec<ContainerState>,
+    /// The pod's usage, precomputed when every container has a rate.
+    pub(crate) usage: Option<Arc<PodUsage>>,
+}
+
+/// One container's retained points.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerState {
+    /// Container name (interned).
+    pub(crate) name: Arc<str>,
+    /// `container_start_time_seconds` of the newest point, in ms since the epoch.
+    pub(crate) start_time_ms: Option<TimestampMs>,
+    /// The retained points.
+    pub(crate) window: Window,
+}
+
+/// A pod's identity in the pod index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PodKey {
+    /// Namespace.
+    pub(crate) namespace: Arc<str>,
+    /// Pod name.
+    pub(crate) name: Arc<str>,
+}
+
+/// The result of applying one batch to a node: its next state and the pod-index changes for this node.
+#[derive(Debug)]
+pub(crate) struct Update {
+    /// The node's next state.
+    pub(crate) state: NodeState,
+    /// Pods this node now serves (insert or replace this node's candidate).
+    pub(crate) served: Vec<(PodKey, Arc<PodUsage>)>,
+    /// Pods this node served before and no longer does (remove this node's candidate).
+    pub(crate) withdrawn: Vec<PodKey>,
+}
+
+/// Interned namespace and container names: one `Arc<str>` per distinct name across all nodes.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    names: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// The shared `Arc<str>` for `name`, created on first use.
+    pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Drops names nothing else refers to any more.
+    pub(crate) fn prune(&mut self) {
+        self.names.retain(|name| Arc::strong_count(name) > 1);
+    }
+
+    /// Number of interned names.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// A usable node point: CPU and memory present and non-zero, timestamp after the epoch.
+fn node_point(node: &NodeSample) -> Option<Point> {
+    let cpu = node.cpu?;
+    let memory = node.memory?;
+    let usable = cpu.cumulative_cpu_ns > 0 && memory.bytes > 0 && cpu.timestamp_ms > 0;
+    usable.then(|| Point {
+        cpu: CpuPoint {
+            timestamp_ms: cpu.timestamp_ms,
+            cumulative_cpu_ns: cpu.cumulative_cpu_ns,
+        },
+        memory_bytes: memory.bytes,
+        swap_bytes: node.swap.map(|s| s.bytes),
+    })
+}
+
+/// A usable container point (same rule as a node); `None` makes the whole pod unusable for this scrape.
+fn container_point(c: &ContainerSample) -> Option<Point> {
+    node_point(&NodeSample {
+        cpu: c.cpu,
+        memory: c.memory,
+        swap: c.swap,
+    })
+}
+
+fn sample_key(c: &ContainerSample) -> (&str, &str, &str) {
+    (c.namespace.as_str(), c.pod.as_str(), c.container.as_str())
+}
+
+/// Sorts containers by (namespace, pod, container) if the decoder did not, keeping the last of duplicates.
+fn normalise(containers: &mut Vec<ContainerSample>) {
+    if !containers.is_sorted_by(|a, b| sample_key(a) <= sample_key(b)) {
+        containers.sort_by(|a, b| sample_key(a).cmp(&sample_key(b)));
+    }
+    containers.dedup_by(|later, earlier| {
+        let duplicate = sample_key(later) == sample_key(earlier);
+        if duplicate {
+            std::mem::swap(later, earlier);
+        }
+        duplicate
+    });
+}
+
+/// Applies one successful batch to a node's previous state (`None` for a node not seen before).
+pub(crate) fn build(
+    rules: &Rules,
+    old: Option<&NodeState>,
+    batch: NodeBatch,
+    interner: &mut Interner,
+) -> Update {
+    let old_node = old.and_then(|o| o.node.as_ref());
+    let node = match node_point(&batch.node) {
+        Some(point) => Some(rules.next_node(old_node, point)),
+        None => old_node.copied(),
+    };
+
+    let mut containers = batch.containers;
+    normalise(&mut containers);
+    let old_pods: &[PodState] = old.map_or(&[], |o| &o.pods);
+    let mut pods = Vec::with_capacity(old_pods.len().max(8));
+    let mut served = Vec::with_capacity(old_pods.len().max(8));
+    let mut withdrawn = Vec::new();
+    let mut withdraw = |pod: &PodState| {
+        if pod.usage.is_some() {
+            withdrawn.push(PodKey {
+                namespace: Arc::clone(&pod.namespace),
+                name: Arc::clone(&pod.name),
+            });
+        }
+    };
+
+    let mut next_old = 0;
+    let mut start = 0;
+    while let Some(first) = containers.get(start) {
+        let (namespace, pod) = (first.namespace.as_str(), first.pod.as_str());
+        let len = containers[start..]
+            .iter()
+            .take_while(|c| c.namespace == namespace && c.pod == pod)
+            .count();
+        let group = &containers[start..start + len];
+        start += len;
+
+        while let Some(gone) = old_pods
+            .get(next_old)
+            .filter(|o| (&*o.namespace, &*o.name) < (namespace, pod))
+        {
+            withdraw(gone);
+            next_old += 1;
+        }
+        let matched = old_pods
+            .get(next_old)
+            .filter(|o| &*o.namespace == namespace && &*o.name == pod);
+        if matched.is_some() {
+            next_old += 1;
+        }
+        let Some(next) = build_pod(rules, matched, namespace, pod, group, interner) else {
+            continue;
+        };
+        match &next.usage {
+            Some(usage) => served.push((
+                PodKey {
+                    namespace: Arc::clone(&next.namespace),
+                    name: Arc::clone(&next.name),
+                },
+                Arc::clone(usage),
+            )),
+            None => {
+                if let Some(before) = matched {
+                    withdraw(before);
+                }
+            }
+        }
+        pods.push(next);
+    }
+    for gone in &old_pods[next_old..] {
+        withdraw(gone);
+    }
+
+    let newest_pod_timestamp_ms = served.iter().map(|(_, usage)| usage.timestamp_ms).max();
+    Update {
+        state: NodeState {
+            node,
+            pods,
+            newest_pod_timestamp_ms,
+        },
+        served,
+        withdrawn,
+    }
+}
+
+/// The next state of one pod from its containers' samples (sorted by name, non-empty).
+///
+/// If any container is unusable (missing or zero CPU or memory), the pod is dropped for this scrape: the previous
+/// state is kept unchanged but not served, and a pod never seen before is not stored at all.
+fn build_pod(
+    rules: &Rules,
+    old: Option<&PodState>,
+    namespace: &str,
+    pod: &str,
+    group: &[ContainerSample],
+    interner: &mut Interner,
+) -> Option<PodState> {
+    let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
+    let mut next_old = 0;
+    let mut containers = Vec::with_capacity(group.len());
+    for sample in group {
+        let Some(point) = container_point(sample) else {
+            return old.map(|o| PodState {
+                usage: None,
+                ..o.clone()
+            });
+        };
+        while old_containers
+            .get(next_old)
+            .is_some_and(|o| *o.name < *sample.container)
+        {
+            next_old += 1;
+        }
+        let matched = old_containers
+            .get(next_old)
+            .filter(|o| *o.name == *sample.container);
+        let name = match matched {
+            Some(o) => Arc::clone(&o.name),
+            None => interner.intern(&sample.container),
+        };
+        let window = rules.next_container(
+            matched.map(|o| (&o.window, o.start_time_ms)),
+            point,
+            sample.start_time_ms,
+        );
+        containers.push(ContainerState {
+            name,
+            start_time_ms: sample.start_time_ms,
+            window,
+        });
+    }
+    let usage = pod_usage(&containers).map(Arc::new);
+    let (namespace, name) = match old {
+        Some(o) => (Arc::clone(&o.namespace), Arc::clone(&o.name)),
+        None => (interner.intern(namespace), Arc::from(pod)),
+    };
+    Some(PodState {
+        namespace,
+        name,
+        containers,
+        usage,
+    })
+}
+
+/// A pod's usage when every container has a rate: containers in name order; timestamp and window of the container
+/// with the earliest timestamp (ties: the longest window).
+fn pod_usage(containers: &[ContainerState]) -> Option<PodUsage> {
+    let mut out = Vec::with_capacity(containers.len());
+    let mut earliest: Option<(TimestampMs, i64)> = None;
+    for c in containers {
+        let rate = c.window.rate()?;
+        let timestamp_ms = c.window.timestamp_ms();
+        let earlier = earliest.is_none_or(|(ts, window_ms)| {
+            timestamp_ms < ts || (timestamp_ms == ts && rate.window_ms > window_ms)
+        });
+        if earlier {
+            earliest = Some((timestamp_ms, rate.window_ms));
+        }
+        out.push(ContainerUsage {
+            name: Arc::clone(&c.name),
+            usage: usage(rate, &c.window.last),
+        });
+    }
+    let (timestamp_ms, window_ms) = earliest?;
+    Some(PodUsage {
+        timestamp_ms,
+        window_ms,
+        containers: out,
+    })
+}
