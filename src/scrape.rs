@@ -163,7 +163,7 @@ pub enum Error {
         address: String,
         /// The decoder's error (line and reason).
         #[source]
-        source: decoder::Error,
+        source: decode::Error,
     },
     /// The kubelet said it failed to collect (`resource_scrape_error 1`).
     #[error("kubelet at {address} reported resource_scrape_error 1")]
@@ -371,7 +371,7 @@ impl Shared {
         let sent_at_ms = time::now_ms();
         let started = Instant::now();
         let result = match self.client.fetch(target, body).await {
-            Ok(()) => decoder::decode(body, sent_at_ms).map_err(|source| Error::Decode {
+            Ok(()) => decode::decode(body, sent_at_ms).map_err(|source| Error::Decode {
                 address: kubelet::address(target),
                 source,
             }),
@@ -428,26 +428,5 @@ impl Shared {
 impl Drop for Round {
     fn drop(&mut self) {
         self.metrics.tick(self.started.elapsed());
-    }
-}
-
-/// TEMPORARY until the decoder lands on main: the seam `decode::decode(body, default_ts_ms)`.
-/// Replace `decoder` by `decode` when `git merge main` brings `decode::decode` and `decode::Error`.
-mod decoder {
-    use super::decode::NodeBatch;
-    use crate::time::TimestampMs;
-
-    /// Placeholder for `decode::Error`.
-    #[derive(Debug, thiserror::Error)]
-    #[error("empty body")]
-    pub struct Error;
-
-    /// Placeholder for `decode::decode`: accepts any non-empty body as an empty batch.
-    pub fn decode(body: &[u8], _default_timestamp_ms: TimestampMs) -> Result<NodeBatch, Error> {
-        if body.is_empty() {
-            Err(Error)
-        } else {
-            Ok(NodeBatch::default())
-        }
     }
 }

@@ -609,3 +609,71 @@ async fn scale_measurement_of_rounds_over_many_kubelets() {
     assert!(done, "three rounds completed: {scrapes} of {want} scrapes");
     assert_eq!(accepts, nodes as usize, "one connection per kubelet");
 }
+
+#[tokio::test]
+async fn decoded_batches_reach_the_sink_with_the_send_time_as_fallback_timestamp() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let body =
+        "node_cpu_usage_seconds_total 2.5\nnode_memory_working_set_bytes 1024 1750705768415\n";
+    let with_ts = kubelet(29, 0, &ca, Mode::Ok).await;
+    let without_ts = kubelet(29, 1, &ca, Mode::Body(body)).await;
+    index.apply_node(node("with-ts", with_ts.addr));
+    index.apply_node(node("without-ts", without_ts.addr));
+    let before_ms = resource_metrics_server::time::now_ms();
+    let running = start_scraper(index, client(config(&ca)), Duration::from_millis(300));
+    let sink = running.sink.clone();
+    let both = eventually(Duration::from_secs(20), || {
+        sink.count("with-ts") >= 1 && sink.count("without-ts") >= 1
+    })
+    .await;
+    running.stop().await;
+    let after_ms = resource_metrics_server::time::now_ms();
+    assert!(both, "both nodes scraped: {:?}", sink.order());
+    let batches = sink.batches.lock().expect("lock");
+    let full = &batches["with-ts"][0];
+    assert_eq!(
+        full.node.cpu.map(|c| c.cumulative_cpu_ns),
+        Some(1_234_500_000_000)
+    );
+    assert_eq!(full.containers.len(), 1);
+    assert_eq!(full.containers[0].pod, "web-1");
+    let bare = &batches["without-ts"][0];
+    let cpu = bare.node.cpu.expect("node cpu decoded");
+    assert!(
+        (before_ms..=after_ms).contains(&cpu.timestamp_ms),
+        "a sample without timestamp is stamped with the send time"
+    );
+    assert_eq!(
+        bare.node.memory.map(|m| m.timestamp_ms),
+        Some(1_750_705_768_415)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_body_reaches_no_sink_and_a_kubelet_error_still_does() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let malformed = kubelet(30, 0, &ca, Mode::Body("node_cpu_usage_seconds_total{ 1\n")).await;
+    let flagged = kubelet(30, 1, &ca, Mode::Body("resource_scrape_error 1\n")).await;
+    index.apply_node(node("malformed", malformed.addr));
+    index.apply_node(node("flagged", flagged.addr));
+    let running = start_scraper(index, client(config(&ca)), Duration::from_millis(300));
+    let sink = running.sink.clone();
+    let scraped = eventually(Duration::from_secs(20), || {
+        malformed.requests() >= 2 && sink.count("flagged") >= 2
+    })
+    .await;
+    running.stop().await;
+    assert!(scraped, "both kubelets asked repeatedly");
+    assert_eq!(
+        sink.count("malformed"),
+        0,
+        "an undecodable body is a failed scrape"
+    );
+    let batches = sink.batches.lock().expect("lock");
+    assert!(
+        batches["flagged"].iter().all(|b| b.kubelet_error),
+        "the flag reaches storage"
+    );
+}

@@ -38,6 +38,8 @@ pub struct TestCa {
 pub enum Mode {
     /// 200 with a valid body.
     Ok,
+    /// 200 with this body.
+    Body(&'static str),
     /// 200 with the valid body gzip-compressed (when the client asked for gzip).
     Gzip,
     /// Accepts the request and never answers.
@@ -352,6 +354,7 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
         }
+        Mode::Body(body) => Response::new(Full::new(Bytes::from_static(body.as_bytes()))),
         Mode::HugeGzip(bytes) => {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
