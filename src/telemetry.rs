@@ -60,6 +60,7 @@ pub fn filter_directives(verbosity: u8) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on broken fixtures
 mod tests {
     use super::*;
 

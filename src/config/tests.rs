@@ -1,5 +1,7 @@
 //! Tests of flag parsing and validation: one table row per rule, plus reporting several violations at once.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
 use super::*;
 
 fn args(extra: &[&str]) -> Args {

@@ -44,6 +44,8 @@ impl SelfMetrics {
     }
 
     /// A fresh set of metrics whose tick-duration buckets are placed around `resolution` (see [`tick_buckets`]).
+    // Every `expect` here states a construction invariant of static options (names, labels, buckets).
+    #[allow(clippy::expect_used)]
     pub fn with_resolution(resolution: Duration) -> Self {
         let registry = Registry::new();
         let freshness = Histogram::with_opts(
@@ -117,6 +119,8 @@ impl SelfMetrics {
         metrics
     }
 
+    // Every `expect` here states a construction invariant of static options (names, labels, buckets).
+    #[allow(clippy::expect_used)]
     fn register_all(&self) {
         let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(self.freshness.clone()),
@@ -201,6 +205,8 @@ impl SelfMetrics {
 }
 
 /// metrics-server's freshness buckets: `1 × 1.364^i` seconds for i in 0..20 (1 s … about 365 s).
+// Every `expect` here states a construction invariant of static options (names, labels, buckets).
+#[allow(clippy::expect_used)]
 fn freshness_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(1.0, 1.364, 20)
         .expect("start 1, factor 1.364 and count 20 are valid")
@@ -224,6 +230,7 @@ pub fn tick_buckets(resolution: Duration) -> Vec<f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on broken fixtures
 mod tests {
     use super::*;
 
