@@ -9,6 +9,16 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+pub mod access_review;
+pub mod chain;
+pub mod delegated;
+pub mod front_proxy;
+pub mod token_review;
+pub mod x509;
+
+#[cfg(test)]
+mod tests;
+
 /// The authenticated identity of a caller.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct UserInfo {
@@ -79,17 +89,28 @@ pub enum Error {
     /// A review could not be completed (API server unreachable, bad response).
     #[error("review request failed: {0}")]
     Review(String),
+    /// Delegated auth could not be set up (CA file, kubeconfig, ConfigMap lookup); only returned by
+    /// [`delegated::build`] at startup, never for a request.
+    #[error("cannot set up delegated authentication: {0}")]
+    Setup(String),
 }
 
 /// Turns credentials into a user.
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(Some(user))` when credentials were presented and valid, `Ok(None)` when none were presented
     /// (anonymous), `Err(Error::Unauthorized)` when credentials were presented and invalid.
-    fn authenticate<'a>(&'a self, credentials: Credentials<'a>) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
+    fn authenticate<'a>(
+        &'a self,
+        credentials: Credentials<'a>,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
 }
 
 /// Decides whether a user may do something.
 pub trait Authorizer: Send + Sync + 'static {
     /// The decision for `user` performing `attributes`.
-    fn authorize<'a>(&'a self, user: &'a UserInfo, attributes: &'a Attributes) -> BoxFuture<'a, Result<Decision, Error>>;
+    fn authorize<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        attributes: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, Error>>;
 }
