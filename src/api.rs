@@ -97,29 +97,18 @@ pub struct Api {
 
 impl Api {
     /// An API reading objects from `cluster` and usage from `metrics`.
-    pub fn new(
-        cluster: Arc<dyn crate::cluster::ClusterView>,
-        metrics: Arc<dyn MetricsSource>,
-    ) -> Self {
+    pub fn new(cluster: Arc<dyn crate::cluster::ClusterView>, metrics: Arc<dyn MetricsSource>) -> Self {
         Api { cluster, metrics }
     }
 
     /// Answers one request; `now_ms` is read once by the caller and used for staleness and `creationTimestamp`.
     pub fn handle(&self, request: ApiRequest<'_>, now_ms: TimestampMs) -> ApiResponse {
         let _ = (&self.cluster, &self.metrics, request, now_ms);
-        ApiResponse {
-            status: 501,
-            content_type: "text/plain".into(),
-            headers: Vec::new(),
-            body: b"not yet".to_vec(),
-        }
+        ApiResponse { status: 501, content_type: "text/plain".into(), headers: Vec::new(), body: b"not yet".to_vec() }
     }
 
     /// The authorization attributes of a request (resource attributes for metrics paths, non-resource otherwise).
     pub fn attributes(request: ApiRequest<'_>) -> crate::auth::Attributes {
-        crate::auth::Attributes::NonResource {
-            verb: request.method.to_ascii_lowercase(),
-            path: request.path.to_owned(),
-        }
+        crate::auth::Attributes::NonResource { verb: request.method.to_ascii_lowercase(), path: request.path.to_owned() }
     }
 }

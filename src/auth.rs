@@ -32,6 +32,13 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// The user name of a caller who presented no credentials.
+pub const ANONYMOUS_USER: &str = "system:anonymous";
+/// The group of a caller who presented no credentials.
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+/// The group every authenticated user belongs to.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+
 /// What a caller presented, borrowed from the connection and the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
@@ -99,18 +106,21 @@ pub enum Error {
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(Some(user))` when credentials were presented and valid, `Ok(None)` when none were presented
     /// (anonymous), `Err(Error::Unauthorized)` when credentials were presented and invalid.
-    fn authenticate<'a>(
-        &'a self,
-        credentials: Credentials<'a>,
-    ) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
+    fn authenticate<'a>(&'a self, credentials: Credentials<'a>) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
 }
 
 /// Decides whether a user may do something.
 pub trait Authorizer: Send + Sync + 'static {
     /// The decision for `user` performing `attributes`.
-    fn authorize<'a>(
-        &'a self,
-        user: &'a UserInfo,
-        attributes: &'a Attributes,
-    ) -> BoxFuture<'a, Result<Decision, Error>>;
+    fn authorize<'a>(&'a self, user: &'a UserInfo, attributes: &'a Attributes) -> BoxFuture<'a, Result<Decision, Error>>;
+}
+
+// === impl UserInfo ===
+
+impl UserInfo {
+    /// The identity of a caller without credentials (`system:anonymous` in `system:unauthenticated`), which the
+    /// server authorizes like any other user: nothing is served to anonymous callers unless RBAC allows it.
+    pub fn anonymous() -> UserInfo {
+        UserInfo { name: ANONYMOUS_USER.to_owned(), groups: vec![UNAUTHENTICATED_GROUP.to_owned()], ..UserInfo::default() }
+    }
 }

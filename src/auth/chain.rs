@@ -18,7 +18,10 @@ use rustls_pki_types::UnixTime;
 use super::front_proxy::{ProxyCheck, RequestHeaderConfig};
 use super::token_review::{TokenReviewer, bearer_token};
 use super::x509::CaBundle;
-use super::{Authenticator, Credentials, Error, UserInfo};
+use super::{
+    ANONYMOUS_USER, AUTHENTICATED_GROUP, Authenticator, Credentials, Error, UNAUTHENTICATED_GROUP,
+    UserInfo,
+};
 
 /// The CA bundles and requestheader settings in force.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +90,10 @@ impl DelegatingAuthenticator {
         }
         if let Some(client_ca) = &trust.client_ca {
             match client_ca.verify_client(chain, now) {
+                // Like the apiserver's CommonNameUserConversion: a verified certificate without a CN names nobody.
+                Ok(subject) if subject.common_name.is_empty() => {
+                    tracing::debug!("client certificate without a common name");
+                }
                 Ok(subject) => {
                     return Ok(Some(UserInfo {
                         name: subject.common_name,
@@ -119,15 +126,26 @@ impl Authenticator for DelegatingAuthenticator {
         Box::pin(async move {
             let certificate = self.authenticate_certificate(credentials, UnixTime::now());
             if let Ok(Some(user)) = certificate {
-                return Ok(Some(user));
+                return Ok(Some(with_authenticated_group(user)));
             }
             if let Some(token) = bearer_token(credentials.headers) {
                 return match self.tokens.review(token).await? {
-                    Some(user) => Ok(Some(user)),
+                    Some(user) => Ok(Some(with_authenticated_group(user))),
                     None => Err(Error::Unauthorized),
                 };
             }
             certificate
         })
     }
+}
+
+/// Adds `system:authenticated` to an authenticated user's groups, as the apiserver's `AuthenticatedGroupAdder`
+/// does, so RBAC bindings to that group apply to certificate users too. Anonymous users never get it.
+fn with_authenticated_group(mut user: UserInfo) -> UserInfo {
+    let anonymous =
+        user.name == ANONYMOUS_USER || user.groups.iter().any(|g| g == UNAUTHENTICATED_GROUP);
+    if !anonymous && !user.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        user.groups.push(AUTHENTICATED_GROUP.to_owned());
+    }
+    user
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use clap::Parser;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
@@ -84,9 +84,12 @@ impl Ca {
 
     fn leaf(&self, common_name: &str, leaf: Leaf<'_>) -> Vec<CertificateDer<'static>> {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name = DistinguishedName::new();
+        if !common_name.is_empty() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+        }
         // rcgen keeps one value per attribute type, so later organizations use the same OID (2.5.4.10) as a
         // "custom" type to get several O attributes, as kubeadm's admin certs have.
         for (index, organization) in leaf.organizations.iter().enumerate() {
@@ -378,7 +381,7 @@ async fn certificate_and_header_cases_authenticate_as_the_apiserver_does() {
                 )
             },
             headers: aggregator_headers,
-            want: Ok(Some(user("bob", &["dev", "ops"]))),
+            want: Ok(Some(user("bob", &["dev", "ops", "system:authenticated"]))),
         },
         Case {
             name: "client-CA cert through an intermediate is accepted",
@@ -389,7 +392,7 @@ async fn certificate_and_header_cases_authenticate_as_the_apiserver_does() {
                 chain
             },
             headers: &[],
-            want: Ok(Some(user("carol", &[]))),
+            want: Ok(Some(user("carol", &["system:authenticated"]))),
         },
         Case {
             name: "expired front-proxy cert is unauthorized",
@@ -448,13 +451,19 @@ async fn certificate_and_header_cases_authenticate_as_the_apiserver_does() {
                 ("X-Remote-Group", "a,b"),
                 ("X-Remote-Group", ""),
             ],
-            want: Ok(Some(user("dave", &["a,b"]))),
+            want: Ok(Some(user("dave", &["a,b", "system:authenticated"]))),
         },
         Case {
             name: "an empty username header is no user",
             chain: |pki| pki.front_proxy.client("front-proxy-client"),
             headers: &[("X-Remote-User", ""), ("X-Remote-User", "dave")],
             want: unauthorized.clone(),
+        },
+        Case {
+            name: "client-CA cert without a common name names nobody",
+            chain: |pki| pki.client.client(""),
+            headers: &[],
+            want: Ok(None),
         },
         Case {
             name: "nothing presented is anonymous",
@@ -484,7 +493,7 @@ async fn empty_allowed_names_accept_any_proxy_name_from_the_requestheader_ca() {
     let got = authenticate(&authn, &chain, &[("X-Remote-User", "erin")])
         .await
         .expect("authenticated");
-    assert_eq!(got, Some(user("erin", &[])));
+    assert_eq!(got, Some(user("erin", &["system:authenticated"])));
 }
 
 #[tokio::test]
@@ -1112,7 +1121,10 @@ async fn flag_files_are_used_without_a_lookup_when_skipped() {
         &[("X-User", "frank"), ("X-Remote-User", "nope")],
     )
     .await;
-    assert_eq!(got.expect("authenticated"), Some(user("frank", &[])));
+    assert_eq!(
+        got.expect("authenticated"),
+        Some(user("frank", &["system:authenticated"]))
+    );
     assert!(seen.lock().expect("log").is_empty(), "no ConfigMap lookup");
 
     let missing = args(&[
