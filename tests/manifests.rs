@@ -144,25 +144,35 @@ impl Rendering {
 
     /// Runs the strict schema validation for every version in [`SCHEMA_VERSIONS`].
     fn validate(&self) {
-        let dir = TempDir::new().expect("temp dir");
-        let file = dir.path().join("rendering.yaml");
-        std::fs::write(&file, &self.yaml).expect("write rendering");
-        for version in SCHEMA_VERSIONS {
-            let out = run(Command::new(venv_tool("kubernetes-validate")).args(["--strict", "-k", version]).arg(&file));
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{} does not validate against Kubernetes {version}:\n{stdout}\n{}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let passed = stdout.lines().filter(|l| l.contains(" passed for resource ")).count();
-            assert_eq!(
-                passed,
-                self.objects.len(),
-                "{}: {version}: not every object was validated:\n{stdout}",
-                self.name
-            );
+        validate_all(&[self]);
+    }
+}
+
+/// Validates renderings strictly against every version in [`SCHEMA_VERSIONS`], one validator run per version.
+fn validate_all(renderings: &[&Rendering]) {
+    let dir = TempDir::new().expect("temp dir");
+    let files: Vec<PathBuf> = renderings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let file = dir.path().join(format!("rendering-{i}.yaml"));
+            std::fs::write(&file, &r.yaml).expect("write rendering");
+            file
+        })
+        .collect();
+    for version in SCHEMA_VERSIONS {
+        let out = run(Command::new(venv_tool("kubernetes-validate")).args(["--strict", "-k", version]).args(&files));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let names: Vec<&str> = renderings.iter().map(|r| r.name.as_str()).collect();
+        assert!(
+            out.status.success(),
+            "{names:?} do not validate against Kubernetes {version}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (r, file) in renderings.iter().zip(&files) {
+            let prefix = format!("INFO {} passed for resource ", file.display());
+            let passed = stdout.lines().filter(|l| l.starts_with(&prefix)).count();
+            assert_eq!(passed, r.objects.len(), "{}: {version}: not every object was validated:\n{stdout}", r.name);
         }
     }
 }
@@ -441,10 +451,8 @@ fn assert_serving_cert_verifies(cert_pem: &[u8], ca_pem: &[u8]) {
 
 #[test]
 fn every_overlay_renders_and_validates_against_the_kubernetes_schemas() {
-    let tree = Tree::new();
-    for r in tree.every_rendering() {
-        r.validate();
-    }
+    let renderings = Tree::new().every_rendering();
+    validate_all(&renderings.iter().collect::<Vec<_>>());
 }
 
 #[test]
