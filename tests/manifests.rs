@@ -721,3 +721,33 @@ fn chart_lints_clean() {
     );
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tests: image (no container engine here: static checks that keep the Dockerfile consistent with the manifests)
+
+#[test]
+fn dockerfile_runs_our_binary_as_the_user_the_manifests_expect() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let last_stage = &dockerfile[dockerfile.rfind("\nFROM ").expect("a FROM line")..];
+    let user = last_stage.lines().rev().find_map(|l| l.strip_prefix("USER ")).expect("the runtime stage sets USER");
+    let base = Tree::new().render("base");
+    let uid = base.container()["securityContext"]["runAsUser"].as_i64().expect("runAsUser");
+    assert_eq!(user.split(':').next(), Some(uid.to_string().as_str()), "image USER and manifests' runAsUser");
+    assert!(last_stage.contains(r#"ENTRYPOINT ["/resource-metrics-server"]"#), "entrypoint is the binary");
+    assert!(
+        dockerfile.contains("--bin resource-metrics-server") && dockerfile.contains("--locked"),
+        "the builder builds the server binary from the lockfile"
+    );
+    // The build context must keep everything the workspace manifest names.
+    let ignored = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    for needed in ["src", "e2e", "Cargo.toml", "Cargo.lock", "benches", "tests"] {
+        assert!(
+            !ignored.lines().any(|l| l.trim_end_matches('/') == needed),
+            ".dockerignore excludes {needed}, which cargo needs"
+        );
+    }
+    assert!(
+        ignored.lines().any(|l| l == "manifests/components/secure/generated/"),
+        "private keys stay out of the image"
+    );
+}
