@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clap::Parser;
-use resource_metrics_server::config::Args;
+use resource_metrics_server::config::{Args, Config};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde_json::Value;
@@ -567,6 +567,27 @@ fn every_renderings_args_parse_with_our_flag_parser() {
         };
         assert_eq!(args.tls_cert_file, file("tls.crt"), "{dir}");
         assert_eq!(args.tls_private_key_file, file("tls.key"), "{dir}");
+    }
+}
+
+#[test]
+fn every_renderings_args_make_a_valid_config() {
+    let tree = Tree::new();
+    let cert_dir = TempDir::new().expect("temp dir");
+    for r in tree.every_rendering() {
+        // Files the pod sees through its mounts are read from their sources here: the Secret's files are the
+        // generated ones, and the emptyDir at /tmp is a temp dir.
+        let argv = std::iter::once("resource-metrics-server".to_owned()).chain(r.args().into_iter().map(|arg| {
+            if arg == "--cert-dir=/tmp" {
+                format!("--cert-dir={}", cert_dir.path().display())
+            } else {
+                arg.replace(TLS_MOUNT, &tree.generated().display().to_string())
+            }
+        }));
+        let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        if let Err(e) = Config::try_from(args) {
+            panic!("{}: the shipped flags do not make a valid configuration: {e}", r.name);
+        }
     }
 }
 
