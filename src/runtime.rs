@@ -290,12 +290,16 @@ fn kubelet_client_config(
 /// Unlimited when the limit is unknown or unlimited.
 fn idle_connection_budget() -> usize {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
+    open_files_soft_limit(&limits).map_or(usize::MAX, |limit| limit.saturating_sub(RESERVED_FDS))
+}
+
+/// The soft "Max open files" limit from `/proc/self/limits` text; `None` when absent or "unlimited".
+fn open_files_soft_limit(limits: &str) -> Option<usize> {
+    limits
         .lines()
         .find(|line| line.starts_with("Max open files"))
         .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|value| value.parse::<usize>().ok());
-    soft.map_or(usize::MAX, |limit| limit.saturating_sub(RESERVED_FDS))
+        .and_then(|value| value.parse().ok())
 }
 
 /// The bearer token of the kube configuration: inline, or a file re-read by the client (in-cluster).
@@ -350,3 +354,6 @@ fn read(path: &Path) -> Result<Vec<u8>, RuntimeError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests;
