@@ -58,13 +58,12 @@ fn an_in_cluster_token_file_is_passed_as_a_file() {
 
 #[test]
 fn kubeconfig_client_certificates_are_decoded_from_base64() {
-    let mut auth = AuthInfo::default();
-    auth.client_certificate_data = Some(base64::engine::general_purpose::STANDARD.encode("CERT"));
-    auth.client_key_data = Some(
-        base64::engine::general_purpose::STANDARD
-            .encode("KEY")
-            .into(),
-    );
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let mut auth = AuthInfo {
+        client_certificate_data: Some(encode("CERT")),
+        client_key_data: Some(encode("KEY").into()),
+        ..AuthInfo::default()
+    };
     let identity = kubeconfig_identity(&auth)
         .expect("decodes")
         .expect("both present");
