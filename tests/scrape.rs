@@ -382,6 +382,7 @@ async fn a_refused_connection_is_a_connect_error() {
 /// A scraper over `index` with the given resolution, and its shutdown trigger.
 struct Running {
     sink: Arc<RecordingSink>,
+    metrics: Arc<SelfMetrics>,
     heartbeat: Arc<Heartbeat>,
     trigger: shutdown::Trigger,
     task: tokio::task::JoinHandle<()>,
@@ -390,11 +391,12 @@ struct Running {
 fn start_scraper(index: Arc<Index>, client: KubeletClient, resolution: Duration) -> Running {
     let sink = Arc::new(RecordingSink::default());
     let heartbeat = Arc::new(Heartbeat::default());
+    let metrics = Arc::new(SelfMetrics::new());
     let scraper = Scraper {
         cluster: index,
         client,
         sink: sink.clone(),
-        metrics: Arc::new(SelfMetrics::new()),
+        metrics: metrics.clone(),
         heartbeat: heartbeat.clone(),
         resolution,
         max_concurrency: scrape::DEFAULT_MAX_CONCURRENCY,
@@ -403,6 +405,7 @@ fn start_scraper(index: Arc<Index>, client: KubeletClient, resolution: Duration)
     let task = tokio::spawn(scraper.run(signal));
     Running {
         sink,
+        metrics,
         heartbeat,
         trigger,
         task,
@@ -462,7 +465,29 @@ async fn a_hanging_kubelet_does_not_delay_healthy_ones() {
         resource_metrics_server::time::now_ms(),
         Duration::from_millis(500)
     ));
+    let metrics = running.metrics.clone();
     running.stop().await;
+    let text = String::from_utf8(metrics.render()).expect("utf-8 exposition");
+    let has = |needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with(needle) && !l.ends_with(" 0"))
+    };
+    assert!(
+        has("resource_metrics_server_scrape_failures_total{reason=\"timeout\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_kubelet_request_total{success=\"true\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_kubelet_request_total{success=\"false\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_manager_tick_duration_seconds_count"),
+        "rounds are timed: {text}"
+    );
 }
 
 #[tokio::test]
@@ -550,7 +575,14 @@ async fn a_node_that_leaves_is_forgotten_and_a_node_that_joins_is_scraped() {
         sink.order()
     );
     assert!(index.nodes().iter().all(|n| &*n.name != "leaving"));
+    let metrics = running.metrics.clone();
     running.stop().await;
+    let text = String::from_utf8(metrics.render()).expect("utf-8 exposition");
+    assert!(text.contains("node=\"staying\""), "{text}");
+    assert!(
+        !text.contains("node=\"leaving\""),
+        "per-node series of a node that left are removed: {text}"
+    );
 }
 
 /// CPU seconds (user + system) used by this process so far, from `/proc/self/stat` (clock ticks of 10 ms).
@@ -675,5 +707,51 @@ async fn a_malformed_body_reaches_no_sink_and_a_kubelet_error_still_does() {
     assert!(
         batches["flagged"].iter().all(|b| b.kubelet_error),
         "the flag reaches storage"
+    );
+}
+
+#[tokio::test]
+async fn a_node_leaving_during_its_scrape_is_forgotten_after_it_and_only_once() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let slow = kubelet(31, 0, &ca, Mode::Slow(Duration::from_millis(1500))).await;
+    index.apply_node(node("slow", slow.addr));
+    let client = client(KubeletClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..config(&ca)
+    });
+    let running = start_scraper(index.clone(), client, Duration::from_millis(200));
+    assert!(
+        eventually(Duration::from_secs(10), || slow.requests() >= 1).await,
+        "scrape started"
+    );
+    index.delete_node("slow");
+    let sink = running.sink.clone();
+    let forgotten = eventually(Duration::from_secs(20), || {
+        sink.forgotten
+            .lock()
+            .expect("lock")
+            .contains(&"slow".to_owned())
+    })
+    .await;
+    // Give a late result every chance to arrive after the forget, then check it did not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert!(forgotten, "the node is forgotten");
+    let events = sink.events.lock().expect("lock").clone();
+    assert_eq!(
+        events.iter().filter(|e| *e == "forget:slow").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("forget:slow"),
+        "nothing after the forget: {events:?}"
+    );
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("accept:slow"),
+        "the in-flight scrape landed first"
     );
 }

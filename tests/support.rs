@@ -44,6 +44,8 @@ pub enum Mode {
     Gzip,
     /// Accepts the request and never answers.
     Hang,
+    /// Answers with the valid body after this delay.
+    Slow(Duration),
     /// 200 with a body of this many bytes.
     Huge(usize),
     /// 200 with a gzip body that inflates to this many bytes (a small answer on the wire).
@@ -88,6 +90,8 @@ pub struct RecordingSink {
     pub batches: Mutex<BTreeMap<String, Vec<NodeBatch>>>,
     /// Nodes forgotten.
     pub forgotten: Mutex<Vec<String>>,
+    /// Every call in order: `accept:<node>` or `forget:<node>`.
+    pub events: Mutex<Vec<String>>,
 }
 
 /// A small valid kubelet body (node and one container) with sample timestamps.
@@ -354,6 +358,10 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
         }
+        Mode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Response::new(Full::new(Bytes::from_static(KUBELET_BODY.as_bytes())))
+        }
         Mode::Body(body) => Response::new(Full::new(Bytes::from_static(body.as_bytes()))),
         Mode::HugeGzip(bytes) => {
             let mut encoder =
@@ -400,6 +408,10 @@ impl RecordingSink {
 impl BatchSink for RecordingSink {
     fn accept(&self, node: &Arc<str>, batch: NodeBatch) {
         self.accepted.lock().expect("lock").push(node.to_string());
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("accept:{node}"));
         self.batches
             .lock()
             .expect("lock")
@@ -410,5 +422,9 @@ impl BatchSink for RecordingSink {
 
     fn forget(&self, node: &str) {
         self.forgotten.lock().expect("lock").push(node.to_owned());
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("forget:{node}"));
     }
 }
