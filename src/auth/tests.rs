@@ -962,6 +962,18 @@ fn configmap_problems_name_the_key_or_disable_the_method() {
             .front_proxy
             .is_none()
     );
+
+    let mut null_list = configmap_data(&pki);
+    null_list.insert("requestheader-allowed-names".to_owned(), "null".to_owned());
+    let front_proxy = parse_configmap(&null_list)
+        .expect("null is an empty list")
+        .front_proxy;
+    assert!(
+        front_proxy
+            .expect("requestheader configured")
+            .allowed_names
+            .is_empty()
+    );
 }
 
 fn configmap_json(data: &BTreeMap<String, String>, resource_version: &str) -> Value {
@@ -1141,4 +1153,35 @@ async fn flag_files_are_used_without_a_lookup_when_skipped() {
         matches!(&error, Error::Setup(m) if m.contains("--client-ca-file")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn absurd_cache_ttls_are_clamped_instead_of_panicking() {
+    let (client, seen) = fake_api(|request| {
+        if request.path_and_query.contains("tokenreviews") {
+            token_review_answer(request)
+        } else {
+            sar_answer(request)
+        }
+    });
+    let reviewer = TokenReviewer::new(client.clone(), Duration::MAX);
+    assert!(
+        reviewer
+            .review("good-token")
+            .await
+            .expect("review")
+            .is_some()
+    );
+    let authz = SubjectAccessReviewer::new(
+        client,
+        DecisionTtls {
+            allowed: Duration::MAX,
+            denied: Duration::MAX,
+        },
+    );
+    let decision = authz
+        .authorize(&user("alice", &[]), &list_pods("default"))
+        .await;
+    assert_eq!(decision.expect("review"), Decision::Allow);
+    assert_eq!(seen.lock().expect("log").len(), 2);
 }
