@@ -1185,3 +1185,79 @@ async fn absurd_cache_ttls_are_clamped_instead_of_panicking() {
     assert_eq!(decision.expect("review"), Decision::Allow);
     assert_eq!(seen.lock().expect("log").len(), 2);
 }
+
+// === logging ===
+
+/// A log sink for one test: everything logged at any level while the guard lives.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log")).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn rejected_proxy_requests_warn_once_per_interval_with_the_reason() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let pki = Pki::new();
+    let authn = authenticator(pki.trust(), unreachable_api(), Duration::from_secs(10));
+    let chain = pki.stranger.client("front-proxy-client");
+    for _ in 0..3 {
+        let got = authenticate(&authn, &chain, &[("X-Remote-User", "alice")]).await;
+        assert!(matches!(got, Err(Error::Unauthorized)), "{got:?}");
+    }
+    let text = logs.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("not trusted by the requestheader CA"),
+        "{text}"
+    );
+    assert!(
+        warnings[0].contains("CN=stranger"),
+        "names the issuer: {text}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_log() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let (client, _) = fake_api(token_review_answer);
+    let authn = authenticator(Trust::default(), client, Duration::from_secs(10));
+    for token in ["good-token", "bad-token", "broken-token"] {
+        let header = format!("Bearer {token}");
+        let _ = authenticate(&authn, &[], &[("Authorization", header.as_str())]).await;
+    }
+    let text = logs.text();
+    assert!(!text.is_empty(), "something was logged at trace level");
+    for token in ["good-token", "bad-token", "broken-token"] {
+        assert!(!text.contains(token), "{token} leaked: {text}");
+    }
+}
