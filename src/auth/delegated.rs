@@ -377,7 +377,7 @@ impl Refresher {
                     &config.allowed_names
                 };
                 tracing::info!(
-                    source,
+                    %source,
                     certificates = config.ca.len(),
                     ?allowed_names,
                     username_headers = ?config.username_headers,
@@ -399,7 +399,7 @@ impl Refresher {
                 "client-certificate authentication enabled"
             ),
             (Some(bundle), None) => tracing::info!(
-                source = configmap,
+                source = %configmap,
                 certificates = bundle.len(),
                 "client-certificate authentication enabled"
             ),

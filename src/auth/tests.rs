@@ -1021,7 +1021,9 @@ fn configmap_api(
 }
 
 #[tokio::test]
-async fn build_reads_the_configmap_and_follows_ca_rotation() {
+async fn build_reads_the_configmap_follows_ca_rotation_and_stops_on_shutdown() {
+    let logs = Captured::default();
+    let _guard = logs.install();
     let pki = Pki::new();
     let rotated = Ca::new("front-proxy-ca-2");
     let mut update = configmap_data(&pki);
@@ -1061,7 +1063,28 @@ async fn build_reads_the_configmap_and_follows_ca_rotation() {
         .await
         .expect("client CA");
     assert_eq!(bob.map(|u| u.name), Some("bob".to_owned()));
+    assert!(
+        logs.text()
+            .contains("source=ConfigMap kube-system/extension-apiserver-authentication"),
+        "{}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("front-proxy-client"),
+        "allowed names are logged: {}",
+        logs.text()
+    );
+
     trigger.fire();
+    let mut stopped = false;
+    for _ in 0..200 {
+        if logs.text().contains("authentication trust refresh stopped") {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stopped, "the refresh task ends on shutdown");
 }
 
 #[tokio::test]
