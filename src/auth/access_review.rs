@@ -70,6 +70,13 @@ impl SubjectAccessReviewer {
         {
             tracing::debug!(user = %user.name, evaluation_error, "SubjectAccessReview evaluation error");
         }
+        tracing::debug!(
+            user = %user.name,
+            ?attributes,
+            allowed = status.allowed,
+            reason = status.reason.as_deref().unwrap_or(""),
+            "SubjectAccessReview answered"
+        );
         Ok(if status.allowed {
             Decision::Allow
         } else {
