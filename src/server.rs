@@ -214,68 +214,57 @@ impl Listener {
             acceptor,
             settings,
         } = self;
+        let (delay, grace) = (settings.shutdown_delay, settings.shutdown_grace);
         let inflight = (settings.max_requests_inflight > 0)
             .then(|| Semaphore::new(settings.max_requests_inflight));
-        let grace = settings.shutdown_grace;
-        let delay = settings.shutdown_delay;
-        let shared = Arc::new(Shared {
-            parts,
-            settings,
-            inflight,
-        });
         let accepter = Accepter {
             acceptor,
             builder: Arc::new(http_builder()),
-            shared,
+            shared: Arc::new(Shared {
+                parts,
+                settings,
+                inflight,
+            }),
             graceful: GracefulShutdown::new(),
             closing: watch::channel(false).0,
         };
         tracing::info!(addr = %local_addr, "serving HTTPS");
-
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = tcp.accept() => accepter.accepted(accepted).await,
-            }
-        }
+        accepter.accept_until(&tcp, shutdown.cancelled()).await;
         if !delay.is_zero() {
-            tracing::info!(delay = ?delay, "shutdown started: /readyz fails; still serving during --shutdown-delay-duration");
-            let until = tokio::time::sleep(delay);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    _ = &mut until => break,
-                    accepted = tcp.accept() => accepter.accepted(accepted).await,
-                }
-            }
+            tracing::info!(
+                ?delay,
+                "shutdown started: /readyz fails; still serving during --shutdown-delay-duration"
+            );
+            accepter.accept_until(&tcp, tokio::time::sleep(delay)).await;
         }
         drop(tcp);
-        let Accepter {
-            graceful, closing, ..
-        } = accepter;
-        // Handshakes still in progress are abandoned; established connections finish their requests.
-        closing.send_replace(true);
-        let open = graceful.count();
-        tracing::info!(connections = open, grace = ?grace, "listener closed; draining connections");
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
-            Ok(()) => tracing::info!("all connections drained"),
-            Err(_) => {
-                tracing::warn!(grace = ?grace, "grace period ran out; closing the remaining connections")
-            }
-        }
+        accepter.drain(grace).await;
     }
 }
 
-/// Spawns one task per accepted connection.
+/// Spawns one task per accepted connection and drains them at the end.
 struct Accepter {
     acceptor: TlsAcceptor,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared>,
+    /// Every connection task holds a watcher; `shutdown` tells them to finish and waits for all to drop.
     graceful: GracefulShutdown,
+    /// Set when the listener closes: connections still in their TLS handshake give up.
     closing: watch::Sender<bool>,
 }
 
 impl Accepter {
+    /// Accepts connections until `stop` completes.
+    async fn accept_until(&self, tcp: &TcpListener, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                accepted = tcp.accept() => self.accepted(accepted).await,
+            }
+        }
+    }
+
     async fn accepted(&self, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
         match accepted {
             Ok((stream, remote)) => {
@@ -293,6 +282,27 @@ impl Accepter {
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
+        }
+    }
+
+    /// Lets established connections finish their requests (HTTP/1 closes after the current response, HTTP/2 sends
+    /// GOAWAY) for up to `grace`; handshakes in progress are abandoned.
+    async fn drain(self, grace: Duration) {
+        let Accepter {
+            graceful, closing, ..
+        } = self;
+        closing.send_replace(true);
+        tracing::info!(
+            connections = graceful.count(),
+            ?grace,
+            "listener closed; draining connections"
+        );
+        match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections drained"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "grace period ran out; closing the remaining connections"
+            ),
         }
     }
 }

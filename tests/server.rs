@@ -349,6 +349,10 @@ async fn read(response: http::Response<hyper::body::Incoming>) -> Answer {
 }
 
 async fn get_on(sender: &mut Sender, path: &str, headers: &[(&str, &str)]) -> Answer {
+    sender
+        .ready()
+        .await
+        .expect("connection ready for the next request");
     let response = sender
         .send_request(request(path, headers))
         .await
@@ -839,4 +843,45 @@ fn fakes_implement_the_traits() {
     is_source::<ReadyStorage>();
     is_authn::<FakeAuthenticator>();
     is_authz::<FakeAuthorizer>();
+}
+
+/// Prints throughput figures for the report; ignored by default and asserts nothing about time.
+/// Run: `cargo test --release --test server -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a test"]
+async fn measure_keepalive_requests_and_handshakes() {
+    let server = start(&[]).await;
+    let mut sender = http1(
+        tls_connect(server.addr, ClientOptions::default())
+            .await
+            .expect("TLS"),
+    )
+    .await;
+    let requests = 5_000u32;
+    let started = std::time::Instant::now();
+    for _ in 0..requests {
+        assert_eq!(get_on(&mut sender, "/livez", &[]).await.status, 200);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "keep-alive GET /livez: {requests} requests in {elapsed:?} = {:.0} req/s, {:.1} µs each",
+        f64::from(requests) / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / f64::from(requests)
+    );
+    let handshakes = 300u32;
+    let started = std::time::Instant::now();
+    for _ in 0..handshakes {
+        let mut s = http1(
+            tls_connect(server.addr, ClientOptions::default())
+                .await
+                .expect("TLS"),
+        )
+        .await;
+        assert_eq!(get_on(&mut s, "/livez", &[]).await.status, 200);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "new connection + TLS handshake + GET /livez: {handshakes} in {elapsed:?} = {:.2} ms each",
+        elapsed.as_secs_f64() * 1e3 / f64::from(handshakes)
+    );
 }

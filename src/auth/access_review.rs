@@ -14,7 +14,7 @@ use kube::api::PostParams;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::token_review::clone_error;
+use super::token_review::{MAX_CACHE_TTL, clone_error};
 use super::{Attributes, Authorizer, Decision, Error, UserInfo};
 
 /// The group whose members are allowed everything without a review.
@@ -45,7 +45,8 @@ struct DecisionExpiry(DecisionTtls);
 // === impl SubjectAccessReviewer ===
 
 impl SubjectAccessReviewer {
-    /// A reviewer creating `SubjectAccessReview`s with `client` and caching decisions for `ttls`.
+    /// A reviewer creating `SubjectAccessReview`s with `client` and caching decisions for `ttls` (each at most
+    /// [`MAX_CACHE_TTL`]).
     pub fn new(client: kube::Client, ttls: DecisionTtls) -> Self {
         let cache = Cache::builder()
             .max_capacity(DECISION_CACHE_CAPACITY)
@@ -69,6 +70,13 @@ impl SubjectAccessReviewer {
         {
             tracing::debug!(user = %user.name, evaluation_error, "SubjectAccessReview evaluation error");
         }
+        tracing::debug!(
+            user = %user.name,
+            ?attributes,
+            allowed = status.allowed,
+            reason = status.reason.as_deref().unwrap_or(""),
+            "SubjectAccessReview answered"
+        );
         Ok(if status.allowed {
             Decision::Allow
         } else {
@@ -159,9 +167,10 @@ impl Expiry<(UserInfo, Attributes), Decision> for DecisionExpiry {
         value: &Decision,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(match value {
+        let ttl = match value {
             Decision::Allow => self.0.allowed,
             Decision::Deny { .. } => self.0.denied,
-        })
+        };
+        Some(ttl.min(MAX_CACHE_TTL))
     }
 }

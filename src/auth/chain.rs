@@ -9,7 +9,8 @@
 //! The trust material lives in a [`TrustStore`] that the ConfigMap refresh swaps atomically; a request sees one
 //! consistent snapshot. This module must not talk to the API server except through [`TokenReviewer`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
@@ -17,7 +18,7 @@ use rustls_pki_types::UnixTime;
 
 use super::front_proxy::{ProxyCheck, RequestHeaderConfig};
 use super::token_review::{TokenReviewer, bearer_token};
-use super::x509::CaBundle;
+use super::x509::{self, CaBundle};
 use super::{
     ANONYMOUS_USER, AUTHENTICATED_GROUP, Authenticator, Credentials, Error, UNAUTHENTICATED_GROUP,
     UserInfo,
@@ -32,6 +33,10 @@ pub struct Trust {
     pub client_ca: Option<CaBundle>,
 }
 
+/// At most one front-proxy misconfiguration warning per this interval; the rest go to debug. Misconfiguration
+/// hits every proxied request, so an unthrottled warning would flood the log while one a minute stays visible.
+pub const MISCONFIGURATION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A shared, atomically replaceable [`Trust`].
 pub type TrustStore = Arc<ArcSwap<Trust>>;
 
@@ -40,6 +45,13 @@ pub type TrustStore = Arc<ArcSwap<Trust>>;
 pub struct DelegatingAuthenticator {
     trust: TrustStore,
     tokens: TokenReviewer,
+    warnings: Arc<WarningThrottle>,
+}
+
+/// Rate limit for misconfiguration warnings.
+#[derive(Debug, Default)]
+struct WarningThrottle {
+    last: Mutex<Option<tokio::time::Instant>>,
 }
 
 // === impl DelegatingAuthenticator ===
@@ -47,7 +59,11 @@ pub struct DelegatingAuthenticator {
 impl DelegatingAuthenticator {
     /// An authenticator reading trust material from `trust` on every request and reviewing tokens with `tokens`.
     pub fn new(trust: TrustStore, tokens: TokenReviewer) -> Self {
-        DelegatingAuthenticator { trust, tokens }
+        DelegatingAuthenticator {
+            trust,
+            tokens,
+            warnings: Arc::default(),
+        }
     }
 
     /// The certificate methods: `Ok(Some)` for a user, `Ok(None)` when no certificate method applies,
@@ -64,6 +80,8 @@ impl DelegatingAuthenticator {
         let trust = self.trust.load();
         let mut rejected = false;
         let mut untrusted_by_proxy = false;
+        // Why a request that looks proxied (it names a user in a username header) was not trusted as such.
+        let mut proxy_complaint = None;
         if let Some(front_proxy) = &trust.front_proxy {
             match front_proxy.verify_proxy(chain, now) {
                 ProxyCheck::Trusted => {
@@ -75,15 +93,21 @@ impl DelegatingAuthenticator {
                     tracing::debug!("front-proxy certificate without a username header");
                 }
                 ProxyCheck::NameNotAllowed { common_name } => {
-                    tracing::debug!(
-                        common_name,
-                        allowed_names = ?front_proxy.allowed_names,
-                        "front-proxy certificate name is not in --requestheader-allowed-names"
-                    );
+                    if front_proxy.asserts_user(credentials.headers) {
+                        proxy_complaint = Some(format!(
+                            "front-proxy certificate CN {common_name:?} is not in the requestheader allowed names {:?}",
+                            front_proxy.allowed_names
+                        ));
+                    }
                     rejected = true;
                 }
                 ProxyCheck::Untrusted(error) => {
-                    tracing::trace!(%error, "client certificate not signed by the requestheader CA");
+                    if front_proxy.asserts_user(credentials.headers) {
+                        let (subject, issuer) = x509::describe(&chain[0]).unwrap_or_default();
+                        proxy_complaint = Some(format!(
+                            "certificate {subject:?} issued by {issuer:?} is not trusted by the requestheader CA: {error}"
+                        ));
+                    }
                     untrusted_by_proxy = true;
                 }
             }
@@ -111,6 +135,9 @@ impl DelegatingAuthenticator {
             rejected = true;
         }
         if rejected {
+            if let Some(complaint) = proxy_complaint {
+                self.warnings.warn(&complaint);
+            }
             Err(Error::Unauthorized)
         } else {
             Ok(None)
@@ -136,6 +163,33 @@ impl Authenticator for DelegatingAuthenticator {
             }
             certificate
         })
+    }
+}
+
+// === impl WarningThrottle ===
+
+impl WarningThrottle {
+    /// Logs a front-proxy misconfiguration at warn at most once per [`MISCONFIGURATION_WARNING_INTERVAL`].
+    fn warn(&self, complaint: &str) {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = last.is_none_or(|at| now.duration_since(at) >= MISCONFIGURATION_WARNING_INTERVAL);
+        if due {
+            *last = Some(now);
+            drop(last);
+            tracing::warn!(
+                complaint,
+                "rejected a request carrying front-proxy user headers; check --requestheader-client-ca-file (or the \
+                 extension-apiserver-authentication ConfigMap), --requestheader-allowed-names and the aggregator's \
+                 --proxy-client-cert-file (repeats within a minute are logged at debug)"
+            );
+        } else {
+            drop(last);
+            tracing::debug!(
+                complaint,
+                "rejected a request carrying front-proxy user headers"
+            );
+        }
     }
 }
 

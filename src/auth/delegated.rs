@@ -180,9 +180,10 @@ pub fn parse_configmap(data: &BTreeMap<String, String>) -> Result<ConfigMapTrust
     };
     let list = |key: &'static str| -> Result<Vec<String>, ConfigMapError> {
         match data.get(key).filter(|json| !json.trim().is_empty()) {
-            Some(json) => {
-                serde_json::from_str(json).map_err(|source| ConfigMapError::List { key, source })
-            }
+            // Go unmarshals `null` into an empty slice; so do we.
+            Some(json) => serde_json::from_str::<Option<Vec<String>>>(json)
+                .map(Option::unwrap_or_default)
+                .map_err(|source| ConfigMapError::List { key, source }),
             None => Ok(Vec::new()),
         }
     };
@@ -376,7 +377,7 @@ impl Refresher {
                     &config.allowed_names
                 };
                 tracing::info!(
-                    source,
+                    %source,
                     certificates = config.ca.len(),
                     ?allowed_names,
                     username_headers = ?config.username_headers,
@@ -398,7 +399,7 @@ impl Refresher {
                 "client-certificate authentication enabled"
             ),
             (Some(bundle), None) => tracing::info!(
-                source = configmap,
+                source = %configmap,
                 certificates = bundle.len(),
                 "client-certificate authentication enabled"
             ),
@@ -488,5 +489,60 @@ impl ConfigMapTrust {
             _ => false,
         };
         same_proxy && same_bundle(&self.client_ca, &other.client_ca)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::expect_used,
+        reason = "test fixtures panic with a message when they cannot be built"
+    )]
+
+    use clap::Parser;
+
+    use super::*;
+
+    fn ca_pem(name: &str) -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .self_signed(&rcgen::KeyPair::generate().expect("key"))
+            .expect("ca")
+            .pem()
+    }
+
+    #[test]
+    fn flag_files_reload_only_when_changed_and_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client-ca.crt");
+        let (first, second) = (ca_pem("first"), ca_pem("second"));
+        std::fs::write(&path, &first).expect("write");
+        let path_arg = path.to_str().expect("utf-8 path");
+        let args = Args::parse_from(["resource-metrics-server", "--client-ca-file", path_arg]);
+        let mut flags = FlagTrust::load(&args).expect("loaded");
+        let current = |flags: &FlagTrust| {
+            flags
+                .client_ca
+                .as_ref()
+                .map(|(_, bundle)| bundle.clone())
+                .expect("set")
+        };
+
+        assert!(!flags.reload(), "unchanged file");
+        std::fs::write(&path, &second).expect("write");
+        assert!(flags.reload(), "rotated file");
+        assert!(current(&flags).same_pem(second.as_bytes()));
+        std::fs::write(&path, "not a certificate").expect("write");
+        assert!(!flags.reload(), "invalid file is ignored");
+        assert!(
+            current(&flags).same_pem(second.as_bytes()),
+            "the last valid bundle stays"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        assert!(!flags.reload(), "missing file is ignored");
     }
 }

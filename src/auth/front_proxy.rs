@@ -60,6 +60,11 @@ impl RequestHeaderConfig {
         }
     }
 
+    /// Whether the request names a user in one of the username headers (it looks proxied).
+    pub fn asserts_user(&self, headers: &http::HeaderMap) -> bool {
+        first_non_empty(headers, &self.username_headers).is_some()
+    }
+
     /// The user asserted by the proxy's headers, or `None` when no username header has a non-empty value.
     ///
     /// Only call this after [`RequestHeaderConfig::verify_proxy`] returned [`ProxyCheck::Trusted`].

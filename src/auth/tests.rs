@@ -962,6 +962,18 @@ fn configmap_problems_name_the_key_or_disable_the_method() {
             .front_proxy
             .is_none()
     );
+
+    let mut null_list = configmap_data(&pki);
+    null_list.insert("requestheader-allowed-names".to_owned(), "null".to_owned());
+    let front_proxy = parse_configmap(&null_list)
+        .expect("null is an empty list")
+        .front_proxy;
+    assert!(
+        front_proxy
+            .expect("requestheader configured")
+            .allowed_names
+            .is_empty()
+    );
 }
 
 fn configmap_json(data: &BTreeMap<String, String>, resource_version: &str) -> Value {
@@ -1009,7 +1021,9 @@ fn configmap_api(
 }
 
 #[tokio::test]
-async fn build_reads_the_configmap_and_follows_ca_rotation() {
+async fn build_reads_the_configmap_follows_ca_rotation_and_stops_on_shutdown() {
+    let logs = Captured::default();
+    let _guard = logs.install();
     let pki = Pki::new();
     let rotated = Ca::new("front-proxy-ca-2");
     let mut update = configmap_data(&pki);
@@ -1049,7 +1063,28 @@ async fn build_reads_the_configmap_and_follows_ca_rotation() {
         .await
         .expect("client CA");
     assert_eq!(bob.map(|u| u.name), Some("bob".to_owned()));
+    assert!(
+        logs.text()
+            .contains("source=ConfigMap kube-system/extension-apiserver-authentication"),
+        "{}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("front-proxy-client"),
+        "allowed names are logged: {}",
+        logs.text()
+    );
+
     trigger.fire();
+    let mut stopped = false;
+    for _ in 0..200 {
+        if logs.text().contains("authentication trust refresh stopped") {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stopped, "the refresh task ends on shutdown");
 }
 
 #[tokio::test]
@@ -1141,4 +1176,111 @@ async fn flag_files_are_used_without_a_lookup_when_skipped() {
         matches!(&error, Error::Setup(m) if m.contains("--client-ca-file")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn absurd_cache_ttls_are_clamped_instead_of_panicking() {
+    let (client, seen) = fake_api(|request| {
+        if request.path_and_query.contains("tokenreviews") {
+            token_review_answer(request)
+        } else {
+            sar_answer(request)
+        }
+    });
+    let reviewer = TokenReviewer::new(client.clone(), Duration::MAX);
+    assert!(
+        reviewer
+            .review("good-token")
+            .await
+            .expect("review")
+            .is_some()
+    );
+    let authz = SubjectAccessReviewer::new(
+        client,
+        DecisionTtls {
+            allowed: Duration::MAX,
+            denied: Duration::MAX,
+        },
+    );
+    let decision = authz
+        .authorize(&user("alice", &[]), &list_pods("default"))
+        .await;
+    assert_eq!(decision.expect("review"), Decision::Allow);
+    assert_eq!(seen.lock().expect("log").len(), 2);
+}
+
+// === logging ===
+
+/// A log sink for one test: everything logged at any level while the guard lives.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log")).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn rejected_proxy_requests_warn_once_per_interval_with_the_reason() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let pki = Pki::new();
+    let authn = authenticator(pki.trust(), unreachable_api(), Duration::from_secs(10));
+    let chain = pki.stranger.client("front-proxy-client");
+    for _ in 0..3 {
+        let got = authenticate(&authn, &chain, &[("X-Remote-User", "alice")]).await;
+        assert!(matches!(got, Err(Error::Unauthorized)), "{got:?}");
+    }
+    let text = logs.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("not trusted by the requestheader CA"),
+        "{text}"
+    );
+    assert!(
+        warnings[0].contains("CN=stranger"),
+        "names the issuer: {text}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_log() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let (client, _) = fake_api(token_review_answer);
+    let authn = authenticator(Trust::default(), client, Duration::from_secs(10));
+    for token in ["good-token", "bad-token", "broken-token"] {
+        let header = format!("Bearer {token}");
+        let _ = authenticate(&authn, &[], &[("Authorization", header.as_str())]).await;
+    }
+    let text = logs.text();
+    assert!(!text.is_empty(), "something was logged at trace level");
+    for token in ["good-token", "bad-token", "broken-token"] {
+        assert!(!text.contains(token), "{token} leaked: {text}");
+    }
 }

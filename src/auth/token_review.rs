@@ -17,6 +17,9 @@ use super::{Error, UserInfo};
 /// digest plus a small user record).
 pub const TOKEN_CACHE_CAPACITY: u64 = 10_000;
 
+/// Longest cache lifetime honoured; moka panics above 1000 years, and nothing sensible needs more than a day.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Authenticates bearer tokens through the API server.
 #[derive(Clone)]
 pub struct TokenReviewer {
@@ -29,11 +32,11 @@ pub struct TokenReviewer {
 
 impl TokenReviewer {
     /// A reviewer creating `TokenReview`s with `client`, caching results for `ttl` (zero: no reuse beyond
-    /// concurrent identical lookups).
+    /// concurrent identical lookups; at most [`MAX_CACHE_TTL`]).
     pub fn new(client: kube::Client, ttl: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(TOKEN_CACHE_CAPACITY)
-            .time_to_live(ttl)
+            .time_to_live(ttl.min(MAX_CACHE_TTL))
             .build();
         TokenReviewer { client, cache }
     }

@@ -170,3 +170,10 @@ pub fn subject(der: &CertificateDer<'_>) -> Result<Subject, VerifyError> {
         organizations,
     })
 }
+
+/// The subject and issuer distinguished names of a DER certificate, for log messages about rejected certificates
+/// (no verification is implied); `None` when it does not parse.
+pub fn describe(der: &CertificateDer<'_>) -> Option<(String, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some((cert.subject().to_string(), cert.issuer().to_string()))
+}

@@ -202,6 +202,8 @@ impl Health {
             | Check::MaxInFlightFilter
             | Check::StorageObjectCountTracker => true,
             Check::MetricStorageReady => inner.metrics.is_ready(now_ms),
+            // metrics-server's metadata check passes in practice because its listener opens only after the
+            // informers synced; reading the same sync state keeps that meaning if the listener opens earlier.
             Check::MetricInformerSync | Check::MetadataInformerSync => inner.cluster.is_synced(),
             Check::MetricCollectionTimely => inner.heartbeat.is_timely(now_ms, inner.resolution),
             Check::Shutdown => !inner.shutdown.is_cancelled(),

@@ -314,7 +314,7 @@ impl CertResolver {
     }
 
     /// Reloads the pair if the files changed since the last load and the check interval has passed.
-    fn maybe_reload(&self) {
+    pub(crate) fn maybe_reload(&self) {
         // A handshake that finds another one checking does not wait: it serves the current certificate.
         let Ok(mut state) = self.reload.try_lock() else {
             return;
@@ -526,6 +526,55 @@ mod tests {
         ))
         .expect_err("mismatch");
         assert!(matches!(err, Error::KeyMismatch { .. }), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_replacement_keeps_the_previous_certificate_until_a_good_one_arrives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pair = CertKeyPair {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        let write = |host: &str| {
+            let (cert, key) = generate_self_signed(host).expect("generate");
+            std::fs::write(&pair.key, key).expect("write key");
+            std::fs::write(&pair.cert, &cert).expect("write cert");
+            CertificateDer::pem_slice_iter(cert.as_bytes())
+                .next()
+                .expect("cert")
+                .expect("PEM")
+        };
+        let first = write("first");
+        let resolver = CertResolver::load(
+            pair.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .expect("load");
+        let leaf = |r: &CertResolver| r.current_chain()[0].clone();
+
+        std::fs::write(
+            &pair.cert,
+            "not a certificate, and longer than before to change the size",
+        )
+        .expect("write");
+        tokio::time::advance(RELOAD_CHECK_INTERVAL + Duration::from_millis(1)).await;
+        resolver.maybe_reload();
+        assert_eq!(
+            leaf(&resolver),
+            first,
+            "a broken file keeps the previous certificate"
+        );
+
+        let second = write("second");
+        resolver.maybe_reload();
+        assert_eq!(
+            leaf(&resolver),
+            first,
+            "not checked again before the interval has passed"
+        );
+        tokio::time::advance(RELOAD_CHECK_INTERVAL + Duration::from_millis(1)).await;
+        resolver.maybe_reload();
+        assert_eq!(leaf(&resolver), second, "a good replacement is picked up");
     }
 
     #[test]
