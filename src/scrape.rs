@@ -389,8 +389,7 @@ impl Shared {
             Err(error) => Err(error),
         };
         let elapsed = started.elapsed();
-        #[allow(clippy::cast_precision_loss)]
-        // ms since 1970 fit f64's 53-bit mantissa until the year 287,396
+        // Exact: ms since 1970 fit f64's 53-bit mantissa until the year 287,396.
         let sent_at_seconds = sent_at_ms as f64 / 1000.0;
         self.metrics
             .kubelet_request(&target.node, elapsed, result.is_ok(), sent_at_seconds);
