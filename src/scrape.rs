@@ -12,7 +12,8 @@
 //! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes
 //! of one node never overlap. Membership is refreshed from the [`ClusterView`] at each round start: a joining node
 //! is scraped from the next round on, at its own phase; a leaving node is forgotten by the sink, the self-metrics
-//! and the connection pool.
+//! and the connection pool. At startup one immediate warm-up pass gives every node its first point, so that its
+//! phased scrape in the first round can already produce a rate.
 
 pub mod decode;
 pub mod kubelet;
@@ -250,11 +251,26 @@ impl Scraper {
         let mut schedule = Schedule::new(self.resolution);
         let mut round_start = Instant::now();
         tracing::info!(resolution = ?self.resolution, workers, "scrape loop started");
+        // Warm-up: one immediate pass over every node at startup, so each node's phased scrape in the first
+        // round supplies its second point and every node can be served within about one resolution, as with
+        // metrics-server (whose first two ticks are one resolution apart). Phased rounds follow at once.
+        let mut warm_up = true;
         while self
-            .run_round(&mut schedule, round_start, (&jobs, &shared), &shutdown)
+            .run_round(
+                &mut schedule,
+                round_start,
+                warm_up,
+                (&jobs, &shared),
+                &shutdown,
+            )
             .await
         {
-            round_start = schedule::next_round_start(round_start, self.resolution, Instant::now());
+            round_start = if warm_up {
+                Instant::now()
+            } else {
+                schedule::next_round_start(round_start, self.resolution, Instant::now())
+            };
+            warm_up = false;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(round_start) => {}
@@ -265,11 +281,13 @@ impl Scraper {
         tracing::info!("scrape loop stopped");
     }
 
-    /// One round: heartbeat, membership refresh, then every node at its phase. `false` when shutdown started.
+    /// One round: heartbeat, membership refresh, then every node at its phase (or at once for the warm-up).
+    /// `false` when shutdown started.
     async fn run_round(
         &self,
         schedule: &mut Schedule,
         round_start: Instant,
+        warm_up: bool,
         (jobs, shared): (&mpsc::Sender<Job>, &Shared),
         shutdown: &shutdown::Signal,
     ) -> bool {
@@ -283,7 +301,7 @@ impl Scraper {
         for slot in schedule.in_phase_order() {
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep_until(round_start + slot.phase) => {}
+                _ = tokio::time::sleep_until(if warm_up { round_start } else { round_start + slot.phase }) => {}
             }
             let Some(job) = self.job(slot, &round) else {
                 continue;

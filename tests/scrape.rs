@@ -491,34 +491,47 @@ async fn a_hanging_kubelet_does_not_delay_healthy_ones() {
 }
 
 #[tokio::test]
-async fn nodes_are_scraped_in_phase_order_and_all_in_each_round() {
+async fn a_warm_up_pass_reaches_every_node_then_rounds_follow_the_phases() {
     let ca = TestCa::new("kubelet CA");
     let index = Arc::new(Index::default());
     let sequence = Arc::new(AtomicUsize::new(0));
     let resolution = Duration::from_secs(3);
+    // Names whose phase is at least 200 ms into the round, so the warm-up pass is over before any slot is due.
+    let names: Vec<String> = (0..100)
+        .map(|i| format!("node-{i}"))
+        .filter(|name| scrape::phase_of(name, resolution) >= Duration::from_millis(200))
+        .take(12)
+        .collect();
     let mut fakes = Vec::new();
-    for i in 0..12 {
+    for (i, name) in (0u32..).zip(&names) {
         let fake = FakeKubelet::start(node_ip(22, i), &ca, Mode::Ok, sequence.clone()).await;
-        index.apply_node(node(&format!("node-{i}"), fake.addr));
-        fakes.push((format!("node-{i}"), fake));
+        index.apply_node(node(name, fake.addr));
+        fakes.push((name.clone(), fake));
     }
     let running = start_scraper(index, client(config(&ca)), resolution);
-    let every_node_once = eventually(Duration::from_secs(20), || {
-        fakes.iter().all(|(_, f)| f.requests() >= 1)
+    let every_node_twice = eventually(Duration::from_secs(20), || {
+        fakes.iter().all(|(_, f)| f.requests() >= 2)
     })
     .await;
-    assert!(
-        every_node_once,
-        "every node is scraped within the first round"
-    );
     running.stop().await;
+    assert!(
+        every_node_twice,
+        "every node is scraped by the warm-up and in the first round"
+    );
 
-    // The first request to each node, in arrival order, follows the phases. Pairs whose phases are closer than
-    // 100 ms are not compared: their requests race.
-    let first = |f: &FakeKubelet| f.seen.sequence.lock().expect("lock")[0];
+    let nth = |f: &FakeKubelet, n: usize| f.seen.sequence.lock().expect("lock")[n];
+    let last_warm_up = fakes.iter().map(|(_, f)| nth(f, 0)).max().expect("nodes");
+    let first_phased = fakes.iter().map(|(_, f)| nth(f, 1)).min().expect("nodes");
+    assert!(
+        last_warm_up < first_phased,
+        "the warm-up reaches every node before the phased round starts"
+    );
+
+    // The first phased request to each node, in arrival order, follows the phases. Pairs whose phases are
+    // closer than 100 ms are not compared: their requests race.
     let mut arrivals: Vec<_> = fakes
         .iter()
-        .map(|(name, f)| (first(f), scrape::phase_of(name, resolution), name))
+        .map(|(name, f)| (nth(f, 1), scrape::phase_of(name, resolution), name))
         .collect();
     arrivals.sort();
     for pair in arrivals.windows(2) {
@@ -532,13 +545,47 @@ async fn nodes_are_scraped_in_phase_order_and_all_in_each_round() {
             later.1
         );
     }
-    let phases: std::collections::BTreeSet<_> = arrivals
+    let quarters: std::collections::BTreeSet<_> = arrivals
         .iter()
         .map(|a| a.1.as_millis() * 4 / resolution.as_millis())
         .collect();
     assert!(
-        phases.len() >= 3,
+        quarters.len() >= 3,
         "12 nodes fall into at least 3 of the round's 4 quarters: {arrivals:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_warm_up_gives_early_phase_nodes_two_scrapes_long_before_a_resolution_has_passed() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let resolution = Duration::from_secs(60);
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("early-{i}"))
+        .filter(|name| {
+            let phase = scrape::phase_of(name, resolution);
+            Duration::from_millis(200) <= phase && phase <= Duration::from_secs(2)
+        })
+        .take(3)
+        .collect();
+    let mut fakes = Vec::new();
+    for (i, name) in (0u32..).zip(&names) {
+        let fake = kubelet(32, i, &ca, Mode::Ok).await;
+        index.apply_node(node(name, fake.addr));
+        fakes.push(fake);
+    }
+    let running = start_scraper(index, client(config(&ca)), resolution);
+    // Without the warm-up the second scrape would come a whole minute later.
+    let twice = eventually(Duration::from_secs(15), || {
+        fakes.iter().all(|f| f.requests() >= 2)
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(names.len(), 3);
+    assert!(
+        twice,
+        "warm-up plus phased scrape: {:?}",
+        fakes.iter().map(FakeKubelet::requests).collect::<Vec<_>>()
     );
 }
 
