@@ -142,13 +142,13 @@ impl Storage {
     }
 
     fn node_usage_of(&self, state: &NodeState, now_ms: TimestampMs) -> Option<NodeUsage> {
-        let window = state.node.as_ref()?;
-        let rate = window.rate()?;
-        let timestamp_ms = window.timestamp_ms();
+        let node = state.node.as_ref()?;
+        let rate = node.window.rate()?;
+        let timestamp_ms = node.window.timestamp_ms();
         self.is_fresh(timestamp_ms, now_ms).then(|| NodeUsage {
             timestamp_ms,
             window_ms: rate.window_ms,
-            usage: point::usage(rate, &window.last),
+            usage: point::usage(rate, node.memory_bytes, node.swap_bytes),
         })
     }
 

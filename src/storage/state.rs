@@ -16,12 +16,23 @@ use crate::time::TimestampMs;
 /// Everything stored for one node. Immutable once built; replaced whole (behind an `Arc`) on each scrape.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
-    /// The node's own window, once a usable node point was seen (kept across unusable samples and failures).
-    pub(crate) node: Option<Window>,
+    /// The node's own series, once a usable node point was seen (kept across unusable samples and failures).
+    pub(crate) node: Option<NodeSeries>,
     /// The node's pods, sorted by (namespace, name).
     pub(crate) pods: Vec<PodState>,
     /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
     pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
+}
+
+/// A node's CPU window and its newest gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeSeries {
+    /// The CPU window.
+    pub(crate) window: Window,
+    /// Newest memory working set, in bytes.
+    pub(crate) memory_bytes: u64,
+    /// Newest swap usage, in bytes, when reported.
+    pub(crate) swap_bytes: Option<u64>,
 }
 
 /// One pod as reported by one node.
@@ -37,7 +48,7 @@ pub(crate) struct PodState {
     pub(crate) usage: Option<Arc<PodUsage>>,
 }
 
-/// One container's retained points.
+/// One container's retained CPU points (its gauges live only in the pod's precomputed usage).
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerState {
     /// Container name (interned).
@@ -148,7 +159,11 @@ pub(crate) fn build(
 ) -> Update {
     let old_node = old.and_then(|o| o.node.as_ref());
     let node = match node_point(&batch.node) {
-        Some(point) => Some(rules.next_node(old_node, point)),
+        Some(point) => Some(NodeSeries {
+            window: rules.next_node(old_node.map(|n| &n.window), point.cpu),
+            memory_bytes: point.memory_bytes,
+            swap_bytes: point.swap_bytes,
+        }),
         None => old_node.copied(),
     };
 
@@ -241,6 +256,7 @@ fn build_pod(
     let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
     let mut next_old = 0;
     let mut containers = Vec::with_capacity(group.len());
+    let mut usage = PodUsageBuilder::with_capacity(group.len());
     for sample in group {
         let Some(point) = container_point(sample) else {
             return old.map(|o| PodState {
@@ -261,18 +277,15 @@ fn build_pod(
             Some(o) => Arc::clone(&o.name),
             None => interner.intern(&sample.container),
         };
-        let window = rules.next_container(
-            matched.map(|o| (&o.window, o.start_time_ms)),
-            point,
-            sample.start_time_ms,
-        );
+        let old_window = matched.map(|o| (&o.window, o.start_time_ms));
+        let window = rules.next_container(old_window, point.cpu, sample.start_time_ms);
+        usage.add(&name, &window, &point);
         containers.push(ContainerState {
             name,
             start_time_ms: sample.start_time_ms,
             window,
         });
     }
-    let usage = pod_usage(&containers).map(Arc::new);
     let (namespace, name) = match old {
         Some(o) => (Arc::clone(&o.namespace), Arc::clone(&o.name)),
         None => (interner.intern(namespace), Arc::from(pod)),
@@ -281,33 +294,57 @@ fn build_pod(
         namespace,
         name,
         containers,
-        usage,
+        usage: usage.finish().map(Arc::new),
     })
 }
 
-/// A pod's usage when every container has a rate: containers in name order; timestamp and window of the container
-/// with the earliest timestamp (ties: the longest window).
-fn pod_usage(containers: &[ContainerState]) -> Option<PodUsage> {
-    let mut out = Vec::with_capacity(containers.len());
-    let mut earliest: Option<(TimestampMs, i64)> = None;
-    for c in containers {
-        let rate = c.window.rate()?;
-        let timestamp_ms = c.window.timestamp_ms();
-        let earlier = earliest.is_none_or(|(ts, window_ms)| {
+/// Collects a pod's usage container by container; yields nothing if any container has no rate.
+struct PodUsageBuilder {
+    /// Containers so far (name order); `None` once a container had no rate.
+    containers: Option<Vec<ContainerUsage>>,
+    /// (timestamp, window) of the earliest container so far, in ms.
+    earliest: Option<(TimestampMs, i64)>,
+}
+
+impl PodUsageBuilder {
+    fn with_capacity(containers: usize) -> Self {
+        PodUsageBuilder {
+            containers: Some(Vec::with_capacity(containers)),
+            earliest: None,
+        }
+    }
+
+    /// Adds a container whose window is `window` and newest sample `point`.
+    fn add(&mut self, name: &Arc<str>, window: &Window, point: &Point) {
+        let Some(out) = &mut self.containers else {
+            return;
+        };
+        let Some(rate) = window.rate() else {
+            self.containers = None;
+            return;
+        };
+        let timestamp_ms = window.timestamp_ms();
+        let earlier = self.earliest.is_none_or(|(ts, window_ms)| {
             timestamp_ms < ts || (timestamp_ms == ts && rate.window_ms > window_ms)
         });
         if earlier {
-            earliest = Some((timestamp_ms, rate.window_ms));
+            self.earliest = Some((timestamp_ms, rate.window_ms));
         }
+        let usage = usage(rate, point.memory_bytes, point.swap_bytes);
         out.push(ContainerUsage {
-            name: Arc::clone(&c.name),
-            usage: usage(rate, &c.window.last),
+            name: Arc::clone(name),
+            usage,
         });
     }
-    let (timestamp_ms, window_ms) = earliest?;
-    Some(PodUsage {
-        timestamp_ms,
-        window_ms,
-        containers: out,
-    })
+
+    /// The pod's usage: containers in name order; timestamp and window of the container with the earliest
+    /// timestamp (ties: the longest window).
+    fn finish(self) -> Option<PodUsage> {
+        let (timestamp_ms, window_ms) = self.earliest?;
+        Some(PodUsage {
+            timestamp_ms,
+            window_ms,
+            containers: self.containers?,
+        })
+    }
 }
