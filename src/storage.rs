@@ -31,13 +31,15 @@
 //!   pairs with the next successful scrape (unless it is more than `staleness` older than the new sample).
 //!
 //! # Room for history
-//! A series is a [`window::Window`]: the newest point plus the older end of the current rate. History (15 minutes
-//! or more at resolution, see `DESIGN.md`) adds points without changing this pairing: each `ContainerState` and the
-//! node's state gain an `Arc` to an append-only, compressed block of earlier points (delta-of-delta timestamps,
-//! delta CPU counters, gauges), and `Rules::next_*` appends the displaced `last` to it when it rotates. Because a
-//! node's state is rebuilt per scrape, the blocks are shared by `Arc` between successive states and only the open
-//! tail block is copied; sealed blocks are never copied. Serving and readiness read only the window, so they are
-//! unaffected; history readers walk the blocks of the state they cloned.
+//! A series' CPU is a [`window::Window`]: the newest reading plus the older end of the current rate; gauges are kept
+//! where they are served (node state, precomputed pod usage). History (15 minutes or more at resolution, see
+//! `DESIGN.md`) adds points beside this, not instead of it: each `ContainerState` and `NodeSeries` gains an `Arc`
+//! to a chain of append-only, compressed blocks (delta-of-delta timestamps, delta CPU counters, memory/swap
+//! gauges), and `state::build` appends each new usable point to the open block while `Rules::next_*` keeps deciding
+//! the served pair. A node's state is rebuilt per scrape, so sealed blocks are shared by `Arc` between successive
+//! states and only the small open block is copied. Serving and readiness read only the window and the precomputed
+//! usage, so they are unaffected; history readers walk the blocks of the state `Arc` they cloned, and a per-namespace
+//! aggregate can be computed in the same pass that builds the pod usages.
 
 mod index;
 mod point;
