@@ -20,6 +20,9 @@ pub(crate) struct NodeState {
     pub(crate) node: Option<NodeSeries>,
     /// The node's pods, sorted by (namespace, name).
     pub(crate) pods: Vec<PodState>,
+    /// All pods' containers, pod after pod (one allocation per node rather than one per pod); each [`PodState`]
+    /// holds its range.
+    pub(crate) containers: Vec<ContainerState>,
     /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
     pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
 }
@@ -42,10 +45,20 @@ pub(crate) struct PodState {
     pub(crate) namespace: Arc<str>,
     /// Pod name (shared with the pod index).
     pub(crate) name: Arc<str>,
-    /// Containers sorted by name.
-    pub(crate) containers: Vec<ContainerState>,
+    /// Start of this pod's containers (sorted by name) in [`NodeState::containers`].
+    first_container: u32,
+    /// End (exclusive) of this pod's containers in [`NodeState::containers`].
+    end_container: u32,
     /// The pod's usage, precomputed when every container has a rate.
     pub(crate) usage: Option<Arc<PodUsage>>,
+}
+
+impl PodState {
+    /// This pod's containers, sorted by name, out of its node's `containers`.
+    pub(crate) fn containers<'a>(&self, all: &'a [ContainerState]) -> &'a [ContainerState] {
+        all.get(self.first_container as usize..self.end_container as usize)
+            .unwrap_or(&[])
+    }
 }
 
 /// One container's retained CPU points (its gauges live only in the pod's precomputed usage).
@@ -170,7 +183,9 @@ pub(crate) fn build(
     let mut containers = batch.containers;
     normalise(&mut containers);
     let old_pods: &[PodState] = old.map_or(&[], |o| &o.pods);
+    let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
     let mut pods = Vec::with_capacity(old_pods.len().max(8));
+    let mut next_containers = Vec::with_capacity(containers.len());
     let mut served = Vec::with_capacity(old_pods.len().max(8));
     let mut withdrawn = Vec::new();
     let mut withdraw = |pod: &PodState| {
@@ -206,7 +221,16 @@ pub(crate) fn build(
         if matched.is_some() {
             next_old += 1;
         }
-        let Some(next) = build_pod(rules, matched, namespace, pod, group, interner) else {
+        let old = matched.map(|o| (o, o.containers(old_containers)));
+        let Some(next) = build_pod(
+            rules,
+            old,
+            namespace,
+            pod,
+            group,
+            interner,
+            &mut next_containers,
+        ) else {
             continue;
         };
         match &next.usage {
@@ -234,6 +258,7 @@ pub(crate) fn build(
         state: NodeState {
             node,
             pods,
+            containers: next_containers,
             newest_pod_timestamp_ms,
         },
         served,
@@ -241,28 +266,36 @@ pub(crate) fn build(
     }
 }
 
-/// The next state of one pod from its containers' samples (sorted by name, non-empty).
+/// The next state of one pod from its containers' samples (sorted by name, non-empty), appending its containers
+/// to `out`. `old` is the pod's previous state with its containers.
 ///
 /// If any container is unusable (missing or zero CPU or memory), the pod is dropped for this scrape: the previous
 /// state is kept unchanged but not served, and a pod never seen before is not stored at all.
 fn build_pod(
     rules: &Rules,
-    old: Option<&PodState>,
+    old: Option<(&PodState, &[ContainerState])>,
     namespace: &str,
     pod: &str,
     group: &[ContainerSample],
     interner: &mut Interner,
+    out: &mut Vec<ContainerState>,
 ) -> Option<PodState> {
-    let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
+    let old_containers = old.map_or(&[][..], |(_, containers)| containers);
+    let start = out.len();
     let mut next_old = 0;
-    let mut containers = Vec::with_capacity(group.len());
     let mut usage = PodUsageBuilder::with_capacity(group.len());
     for sample in group {
         let Some(point) = container_point(sample) else {
-            return old.map(|o| PodState {
-                usage: None,
-                ..o.clone()
-            });
+            out.truncate(start);
+            let (before, containers) = old?;
+            out.extend_from_slice(containers);
+            return pod_state(
+                Arc::clone(&before.namespace),
+                Arc::clone(&before.name),
+                start,
+                out,
+                None,
+            );
         };
         while old_containers
             .get(next_old)
@@ -280,22 +313,41 @@ fn build_pod(
         let old_window = matched.map(|o| (&o.window, o.start_time_ms));
         let window = rules.next_container(old_window, point.cpu, sample.start_time_ms);
         usage.add(&name, &window, &point);
-        containers.push(ContainerState {
+        out.push(ContainerState {
             name,
             start_time_ms: sample.start_time_ms,
             window,
         });
     }
     let (namespace, name) = match old {
-        Some(o) => (Arc::clone(&o.namespace), Arc::clone(&o.name)),
+        Some((before, _)) => (Arc::clone(&before.namespace), Arc::clone(&before.name)),
         None => (interner.intern(namespace), Arc::from(pod)),
     };
-    Some(PodState {
-        namespace,
-        name,
-        containers,
-        usage: usage.finish().map(Arc::new),
-    })
+    pod_state(namespace, name, start, out, usage.finish().map(Arc::new))
+}
+
+/// A pod whose containers are `out[start..]`; `None` (and the containers removed) if the range does not fit `u32`,
+/// which would take over four billion containers on one node.
+fn pod_state(
+    namespace: Arc<str>,
+    name: Arc<str>,
+    start: usize,
+    out: &mut Vec<ContainerState>,
+    usage: Option<Arc<PodUsage>>,
+) -> Option<PodState> {
+    match (u32::try_from(start), u32::try_from(out.len())) {
+        (Ok(first_container), Ok(end_container)) => Some(PodState {
+            namespace,
+            name,
+            first_container,
+            end_container,
+            usage,
+        }),
+        _ => {
+            out.truncate(start);
+            None
+        }
+    }
 }
 
 /// Collects a pod's usage container by container; yields nothing if any container has no rate.

@@ -14,21 +14,39 @@ use crate::time::TimestampMs;
 /// append-only block beside `last` rather than change this pairing: see the module docs of `storage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
-    /// The older end of the window (a real earlier reading or a container's synthetic zero point).
-    pub(crate) prev: Option<CpuPoint>,
+    /// The older end of the window (a real earlier reading or a container's synthetic zero point); its timestamp is
+    /// [`NO_PREV`] when there is none (inline rather than an `Option`, which would cost 8 more bytes per series).
+    prev: CpuPoint,
     /// The newest reading.
-    pub(crate) last: CpuPoint,
+    last: CpuPoint,
 }
 
+/// The `prev` timestamp that means "no older end". A start time this far before the epoch is not a real one.
+const NO_PREV: TimestampMs = TimestampMs::MIN;
+
 impl Window {
+    /// A window from `prev` (if any) to `last`.
+    fn new(prev: Option<CpuPoint>, last: CpuPoint) -> Window {
+        let prev = prev.unwrap_or(CpuPoint {
+            timestamp_ms: NO_PREV,
+            cumulative_cpu_ns: 0,
+        });
+        Window { prev, last }
+    }
+
     /// A window holding only `last`: no rate until a later point arrives.
     pub(crate) fn first(last: CpuPoint) -> Window {
-        Window { prev: None, last }
+        Window::new(None, last)
+    }
+
+    /// The older end of the window, if any.
+    fn prev(&self) -> Option<CpuPoint> {
+        (self.prev.timestamp_ms != NO_PREV).then_some(self.prev)
     }
 
     /// The CPU rate over this window, if it has two usable ends.
     pub(crate) fn rate(&self) -> Option<Rate> {
-        cpu_rate(self.prev?, self.last)
+        cpu_rate(self.prev()?, self.last)
     }
 
     /// Timestamp of the newest point, in ms since the epoch.
@@ -44,18 +62,15 @@ impl Window {
     fn rotate(&self, new: CpuPoint) -> Window {
         if new.timestamp_ms > self.last.timestamp_ms {
             if new.cumulative_cpu_ns >= self.last.cumulative_cpu_ns {
-                Window {
-                    prev: Some(self.last),
-                    last: new,
-                }
+                Window::new(Some(self.last), new)
             } else {
                 Window::first(new)
             }
         } else {
-            let prev = self.prev.filter(|p| {
+            let prev = self.prev().filter(|p| {
                 p.timestamp_ms < new.timestamp_ms && p.cumulative_cpu_ns <= new.cumulative_cpu_ns
             });
-            Window { prev, last: new }
+            Window::new(prev, new)
         }
     }
 }
@@ -111,10 +126,7 @@ impl Rules {
             let restarted = retained.is_some_and(|(w, _)| start > w.timestamp_ms());
             let young = retained.is_none() && ts.saturating_sub(start) < self.resolution_ms;
             if restarted || young {
-                return Window {
-                    prev: Some(CpuPoint::zero_at(start)),
-                    last: new,
-                };
+                return Window::new(Some(CpuPoint::zero_at(start)), new);
             }
         }
         match retained {
