@@ -160,14 +160,16 @@ impl Storage {
         let old = read(&self.nodes).get(&**node).cloned();
         let update = state::build(&self.rules, old.as_deref(), batch, &mut writer.interner);
 
-        let mut garbage = Vec::with_capacity(update.served.len() + update.withdrawn.len());
+        let mut garbage = Vec::with_capacity(update.state.pods.len() + update.withdrawn.len());
         {
             let mut pods = write(&self.pods);
             for key in &update.withdrawn {
                 pods.withdraw(node, key, &mut garbage);
             }
-            for (key, usage) in update.served {
-                pods.serve(node, key, usage, &mut garbage);
+            for pod in &update.state.pods {
+                if let Some(usage) = &pod.usage {
+                    pods.serve(node, &pod.namespace, &pod.name, usage, &mut garbage);
+                }
             }
         }
         let (replaced, node_count) = {

@@ -78,24 +78,30 @@ impl PodIndex {
             .flat_map(|pods| pods.values().map(|entry| &entry.winner))
     }
 
-    /// Sets `node`'s candidate for `key`; a replaced usage is pushed to `garbage` (to be dropped off-lock).
+    /// Sets `node`'s candidate for `namespace/pod`; a replaced usage is pushed to `garbage` (to be dropped
+    /// off-lock).
     pub(crate) fn serve(
         &mut self,
         node: &Arc<str>,
-        key: PodKey,
-        usage: Arc<PodUsage>,
+        namespace: &Arc<str>,
+        pod: &Arc<str>,
+        usage: &Arc<PodUsage>,
         garbage: &mut Vec<Arc<PodUsage>>,
     ) {
-        let candidate = Candidate {
-            node: Arc::clone(node),
-            usage,
+        let usage = Arc::clone(usage);
+        let pods = match self.by_namespace.get_mut(&**namespace) {
+            Some(pods) => pods,
+            None => self.by_namespace.entry(Arc::clone(namespace)).or_default(),
         };
-        let pods = self.by_namespace.entry(key.namespace).or_default();
-        let Some(entry) = pods.get_mut(&*key.name) else {
+        let Some(entry) = pods.get_mut(&**pod) else {
+            let winner = Candidate {
+                node: Arc::clone(node),
+                usage,
+            };
             pods.insert(
-                key.name,
+                Arc::clone(pod),
                 PodEntry {
-                    winner: candidate,
+                    winner,
                     others: Box::default(),
                 },
             );
@@ -107,8 +113,13 @@ impl PodIndex {
             entry.others.iter_mut().find(|c| c.node == *node)
         };
         match slot {
-            Some(slot) => garbage.push(std::mem::replace(slot, candidate).usage),
-            None => entry.edit_others(|others| others.push(candidate)),
+            Some(slot) => garbage.push(std::mem::replace(&mut slot.usage, usage)),
+            None => entry.edit_others(|others| {
+                others.push(Candidate {
+                    node: Arc::clone(node),
+                    usage,
+                })
+            }),
         }
         entry.elect();
     }

@@ -81,13 +81,12 @@ pub(crate) struct PodKey {
     pub(crate) name: Arc<str>,
 }
 
-/// The result of applying one batch to a node: its next state and the pod-index changes for this node.
+/// The result of applying one batch to a node: its next state (whose pods with usage are the ones it serves) and
+/// the pods it no longer serves.
 #[derive(Debug)]
 pub(crate) struct Update {
     /// The node's next state.
     pub(crate) state: NodeState,
-    /// Pods this node now serves (insert or replace this node's candidate).
-    pub(crate) served: Vec<(PodKey, Arc<PodUsage>)>,
     /// Pods this node served before and no longer does (remove this node's candidate).
     pub(crate) withdrawn: Vec<PodKey>,
 }
@@ -186,7 +185,6 @@ pub(crate) fn build(
     let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
     let mut pods = Vec::with_capacity(old_pods.len().max(8));
     let mut next_containers = Vec::with_capacity(containers.len());
-    let mut served = Vec::with_capacity(old_pods.len().max(8));
     let mut withdrawn = Vec::new();
     let mut withdraw = |pod: &PodState| {
         if pod.usage.is_some() {
@@ -233,19 +231,10 @@ pub(crate) fn build(
         ) else {
             continue;
         };
-        match &next.usage {
-            Some(usage) => served.push((
-                PodKey {
-                    namespace: Arc::clone(&next.namespace),
-                    name: Arc::clone(&next.name),
-                },
-                Arc::clone(usage),
-            )),
-            None => {
-                if let Some(before) = matched {
-                    withdraw(before);
-                }
-            }
+        if next.usage.is_none()
+            && let Some(before) = matched
+        {
+            withdraw(before);
         }
         pods.push(next);
     }
@@ -253,7 +242,10 @@ pub(crate) fn build(
         withdraw(gone);
     }
 
-    let newest_pod_timestamp_ms = served.iter().map(|(_, usage)| usage.timestamp_ms).max();
+    let newest_pod_timestamp_ms = pods
+        .iter()
+        .filter_map(|p| Some(p.usage.as_ref()?.timestamp_ms))
+        .max();
     Update {
         state: NodeState {
             node,
@@ -261,7 +253,6 @@ pub(crate) fn build(
             containers: next_containers,
             newest_pod_timestamp_ms,
         },
-        served,
         withdrawn,
     }
 }
