@@ -6,11 +6,11 @@
 //! caller; this module never reads a clock. It knows nothing of HTTP.
 //!
 //! # Layout
-//! - [`point`]: a point (CPU reading + memory/swap gauges) and the exact integer rate maths.
-//! - [`window`]: rotation of a series' retained points; restart, fresh-container and retention rules.
-//! - [`state`]: one node's immutable state (node window, pods sorted by name, containers sorted by name) and how a
+//! - `point`: a point (CPU reading + memory/swap gauges) and the exact integer rate maths.
+//! - `window`: rotation of a series' retained points; restart, fresh-container and retention rules.
+//! - `state`: one node's immutable state (node window, pods sorted by name, containers sorted by name) and how a
 //!   batch turns the previous state into the next one.
-//! - [`index`]: (namespace, pod) → precomputed [`PodUsage`], choosing among nodes that report the same pod.
+//! - `index`: (namespace, pod) → precomputed [`PodUsage`], choosing among nodes that report the same pod.
 //!
 //! # Concurrency
 //! Writers are serialised by one mutex that also owns the name interner; a writer reads the node's previous
@@ -31,7 +31,7 @@
 //!   pairs with the next successful scrape (unless it is more than `staleness` older than the new sample).
 //!
 //! # Room for history
-//! A series' CPU is a [`window::Window`]: the newest reading plus the older end of the current rate; gauges are kept
+//! A series' CPU is a `window::Window`: the newest reading plus the older end of the current rate; gauges are kept
 //! where they are served (node state, precomputed pod usage). History (15 minutes or more at resolution, see
 //! `DESIGN.md`) adds points beside this, not instead of it: each `ContainerState` and `NodeSeries` gains an `Arc`
 //! to a chain of append-only, compressed blocks (delta-of-delta timestamps, delta CPU counters, memory/swap
