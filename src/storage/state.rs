@@ -220,7 +220,7 @@ pub(crate) fn build(
             next_old += 1;
         }
         let old = matched.map(|o| (o, o.containers(old_containers)));
-        let Some(next) = build_pod(
+        let next = build_pod(
             rules,
             old,
             namespace,
@@ -228,17 +228,15 @@ pub(crate) fn build(
             group,
             interner,
             &mut next_containers,
-        ) else {
-            continue;
-        };
-        if next.usage.is_none()
+        );
+        if next.as_ref().is_none_or(|p| p.usage.is_none())
             && let Some(before) = matched
         {
             withdraw(before);
         }
-        pods.push(next);
+        pods.extend(next);
     }
-    for gone in &old_pods[next_old..] {
+    for gone in old_pods.iter().skip(next_old) {
         withdraw(gone);
     }
 
