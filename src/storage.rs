@@ -164,7 +164,7 @@ impl Storage {
         {
             let mut pods = write(&self.pods);
             for key in &update.withdrawn {
-                pods.withdraw(node, key, &mut garbage);
+                pods.withdraw(node, &key.namespace, &key.name, &mut garbage);
             }
             for pod in &update.state.pods {
                 if let Some(usage) = &pod.usage {
@@ -215,11 +215,7 @@ impl BatchSink for Storage {
         {
             let mut pods = write(&self.pods);
             for pod in removed.pods.iter().filter(|p| p.usage.is_some()) {
-                let key = state::PodKey {
-                    namespace: Arc::clone(&pod.namespace),
-                    name: Arc::clone(&pod.name),
-                };
-                pods.withdraw(node, &key, &mut garbage);
+                pods.withdraw(node, &pod.namespace, &pod.name, &mut garbage);
             }
         }
         drop((garbage, removed));

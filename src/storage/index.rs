@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::state::PodKey;
 use crate::api::PodUsage;
 
 /// One node's servable usage for a pod.
@@ -124,12 +123,18 @@ impl PodIndex {
         entry.elect();
     }
 
-    /// Removes `node`'s candidate for `key`; the removed usage is pushed to `garbage`.
-    pub(crate) fn withdraw(&mut self, node: &str, key: &PodKey, garbage: &mut Vec<Arc<PodUsage>>) {
-        let Some(pods) = self.by_namespace.get_mut(&*key.namespace) else {
+    /// Removes `node`'s candidate for `namespace/pod`; the removed usage is pushed to `garbage`.
+    pub(crate) fn withdraw(
+        &mut self,
+        node: &str,
+        namespace: &str,
+        pod: &str,
+        garbage: &mut Vec<Arc<PodUsage>>,
+    ) {
+        let Some(pods) = self.by_namespace.get_mut(namespace) else {
             return;
         };
-        let Some(entry) = pods.get_mut(&*key.name) else {
+        let Some(entry) = pods.get_mut(pod) else {
             return;
         };
         if *entry.winner.node == *node {
@@ -139,11 +144,11 @@ impl PodIndex {
                     entry.elect();
                 }
                 None => {
-                    if let Some(removed) = pods.remove(&*key.name) {
+                    if let Some(removed) = pods.remove(pod) {
                         garbage.push(removed.winner.usage);
                     }
                     if pods.is_empty() {
-                        self.by_namespace.remove(&*key.namespace);
+                        self.by_namespace.remove(namespace);
                     }
                 }
             }
