@@ -7,7 +7,7 @@ use std::alloc::System;
 use std::fmt::Write as _;
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use resource_metrics_server::scrape::decode::decode;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -180,4 +180,19 @@ fn bench_decode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_decode);
-criterion_main!(benches);
+
+/// `DECODE_BENCH_LOOP=<n>` decodes the kind body `n` times and exits, without criterion: run under
+/// `perf stat -e task-clock` to get CPU time per decode on a shared machine where wall time is inflated by others.
+fn main() {
+    if let Some(n) = std::env::var("DECODE_BENCH_LOOP")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        for _ in 0..n {
+            black_box(decode(black_box(KIND), NOW)).ok();
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -633,3 +633,64 @@ fn derived_fixture_files_decode_as_documented() {
         assert_eq!(decode(case.body, NOW), case.want, "case: {}", case.name);
     }
 }
+
+#[test]
+fn the_decimal_fast_path_agrees_bit_for_bit_with_the_std_parser() {
+    let mut tokens: Vec<String> = [
+        "0",
+        "10",
+        "4.710169",
+        "293.769327238",
+        "1.137475584e+09",
+        "5.023744e+07",
+        "1.7506078418297591e+09",
+        "6197.005020909",
+        "9007199254740993",
+        "9007199254740992",
+        "123456789012345678",
+        "1e22",
+        "1e23",
+        "1e-22",
+        "1.5E-7",
+        ".5",
+        "5.",
+        "0.1",
+        "1e+000",
+        "1e",
+        "1e+",
+        "1.2.3",
+        "--1",
+        "12a",
+        "1e1000",
+        "1e-400",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mantissa = seed % 10_u64.pow(u32::try_from(seed % 18).unwrap() + 1);
+        let point = usize::try_from(seed >> 20).unwrap() % 20;
+        let exp = i64::try_from((seed >> 40) % 60).unwrap() - 30;
+        let mut digits = mantissa.to_string();
+        if point < digits.len() {
+            digits.insert(point, '.');
+        }
+        tokens.push(if seed & 1 == 0 {
+            digits
+        } else {
+            format!("{digits}e{exp:+03}")
+        });
+    }
+    for tok in tokens {
+        let want = tok.parse::<f64>().ok().map(f64::to_bits);
+        let got = parse_go_float(tok.as_bytes()).ok().map(f64::to_bits);
+        assert_eq!(got, want, "token {tok}");
+        if let Some(fast) = fast_decimal(tok.as_bytes()) {
+            assert_eq!(Some(fast.to_bits()), want, "fast path on {tok}");
+        }
+    }
+}
