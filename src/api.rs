@@ -9,6 +9,7 @@
 mod discovery;
 mod negotiate;
 mod nodes;
+mod openapi;
 mod pods;
 mod quantity;
 mod render;
@@ -119,6 +120,7 @@ pub struct Api {
     cluster: Arc<dyn ClusterView>,
     metrics: Arc<dyn MetricsSource>,
     discovery: discovery::Discovery,
+    openapi: openapi::OpenApi,
     freshness: Option<FreshnessObserver>,
 }
 
@@ -131,6 +133,7 @@ impl Api {
             cluster,
             metrics,
             discovery: discovery::Discovery::new(),
+            openapi: openapi::OpenApi::new(),
             freshness: None,
         }
     }
@@ -146,6 +149,36 @@ impl Api {
     pub fn handle(&self, request: ApiRequest<'_>, now_ms: TimestampMs) -> ApiResponse {
         self.respond(request, now_ms)
             .unwrap_or_else(Error::into_response)
+    }
+
+    /// Like [`Api::handle`], honouring an `If-None-Match` header value (empty when absent): a 200 whose `ETag`
+    /// (discovery and OpenAPI documents) matches one of the listed tags, or `*`, becomes a 304 without a body.
+    /// The kube-aggregator polls `/apis` every minute with the last `ETag`.
+    pub fn handle_conditional(
+        &self,
+        request: ApiRequest<'_>,
+        if_none_match: &str,
+        now_ms: TimestampMs,
+    ) -> ApiResponse {
+        let mut response = self.handle(request, now_ms);
+        if response.status == 200 && !if_none_match.trim().is_empty() {
+            let etag = response
+                .headers
+                .iter()
+                .find(|(name, _)| *name == "ETag")
+                .map(|(_, v)| v.as_str());
+            if let Some(etag) = etag {
+                let matches = if_none_match.split(',').map(str::trim).any(|tag| {
+                    // Weak comparison, as RFC 9110 requires for If-None-Match.
+                    tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+                });
+                if matches {
+                    response.status = 304;
+                    response.body.clear();
+                }
+            }
+        }
+        response
     }
 
     /// The authorization attributes of a request (resource attributes for metrics paths, non-resource otherwise).
@@ -218,6 +251,15 @@ impl Api {
             Route::ResourceList(version) => {
                 negotiate::plain_format(request.accept).map_err(not_acceptable)?;
                 Ok(self.discovery.resource_list(version))
+            }
+            Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+                negotiate::plain_format(request.accept).map_err(not_acceptable)?;
+                let document = match route {
+                    Route::OpenApiV2 => self.openapi.v2(),
+                    Route::OpenApiV3(version) => self.openapi.v3(version),
+                    _ => self.openapi.v3_index(),
+                };
+                Ok(discovery::plain(document))
             }
             Route::Nodes { version, name } => {
                 let query = Query::parse(request.query);
