@@ -85,11 +85,18 @@ pub enum Error {
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(Some(user))` when credentials were presented and valid, `Ok(None)` when none were presented
     /// (anonymous), `Err(Error::Unauthorized)` when credentials were presented and invalid.
-    fn authenticate<'a>(&'a self, credentials: Credentials<'a>) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
+    fn authenticate<'a>(
+        &'a self,
+        credentials: Credentials<'a>,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, Error>>;
 }
 
 /// Decides whether a user may do something.
 pub trait Authorizer: Send + Sync + 'static {
     /// The decision for `user` performing `attributes`.
-    fn authorize<'a>(&'a self, user: &'a UserInfo, attributes: &'a Attributes) -> BoxFuture<'a, Result<Decision, Error>>;
+    fn authorize<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        attributes: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, Error>>;
 }

@@ -12,7 +12,11 @@ use clap::Parser;
 
 /// Raw flags as given on the command line.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "resource-metrics-server", version, about = "Serves metrics.k8s.io from kubelet /metrics/resource")]
+#[command(
+    name = "resource-metrics-server",
+    version,
+    about = "Serves metrics.k8s.io from kubelet /metrics/resource"
+)]
 pub struct Args {
     /// Path to a kubeconfig file; in-cluster configuration when empty.
     #[arg(long, default_value = "")]
@@ -39,7 +43,11 @@ pub struct Args {
     #[arg(long, default_value = "")]
     pub kubelet_client_key: String,
     /// The priority of node address types used when dialling kubelets.
-    #[arg(long, value_delimiter = ',', default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
     pub kubelet_preferred_address_types: Vec<String>,
     /// The timeout of one kubelet scrape.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -145,13 +153,17 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         return Err(err());
     }
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
         if num_end == 0 {
             return Err(err());
         }
         let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

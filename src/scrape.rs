@@ -30,12 +30,19 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Records that a round started at `now_ms`.
     pub fn beat(&self, now_ms: crate::time::TimestampMs) {
-        self.last_round_start_ms.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+        self.last_round_start_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// metrics-server's rule: timely before the first round, and while `now − last start ≤ 1.5 × resolution`.
-    pub fn is_timely(&self, now_ms: crate::time::TimestampMs, resolution: std::time::Duration) -> bool {
-        let last = self.last_round_start_ms.load(std::sync::atomic::Ordering::Relaxed);
+    pub fn is_timely(
+        &self,
+        now_ms: crate::time::TimestampMs,
+        resolution: std::time::Duration,
+    ) -> bool {
+        let last = self
+            .last_round_start_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         let limit_ms = i64::try_from(resolution.as_millis() * 3 / 2).unwrap_or(i64::MAX);
         last == 0 || now_ms.saturating_sub(last) <= limit_ms
     }

@@ -18,7 +18,13 @@ impl SelfMetrics {
     /// One kubelet request finished: `metrics_server_kubelet_request_duration_seconds{node}`,
     /// `metrics_server_kubelet_request_total{success}`, `metrics_server_kubelet_last_request_time_seconds{node}`
     /// (`at_unix_seconds` = when the request was sent).
-    pub fn kubelet_request(&self, node: &str, duration: Duration, success: bool, at_unix_seconds: f64) {
+    pub fn kubelet_request(
+        &self,
+        node: &str,
+        duration: Duration,
+        success: bool,
+        at_unix_seconds: f64,
+    ) {
         let _ = (node, duration, success, at_unix_seconds);
     }
     /// A failed scrape, by cause (`timeout`, `connect`, `tls`, `http_status`, `decode`, `body_too_large`,
