@@ -128,6 +128,10 @@ impl UserInfo {
     /// The identity of a caller without credentials (`system:anonymous` in `system:unauthenticated`), which the
     /// server authorizes like any other user: nothing is served to anonymous callers unless RBAC allows it.
     pub fn anonymous() -> UserInfo {
-        UserInfo { name: ANONYMOUS_USER.to_owned(), groups: vec![UNAUTHENTICATED_GROUP.to_owned()], ..UserInfo::default() }
+        UserInfo {
+            name: ANONYMOUS_USER.to_owned(),
+            groups: vec![UNAUTHENTICATED_GROUP.to_owned()],
+            ..UserInfo::default()
+        }
     }
 }

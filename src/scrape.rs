@@ -163,7 +163,7 @@ pub enum Error {
         address: String,
         /// The decoder's error (line and reason).
         #[source]
-        source: decoder::Error,
+        source: decode::Error,
     },
     /// The kubelet said it failed to collect (`resource_scrape_error 1`).
     #[error("kubelet at {address} reported resource_scrape_error 1")]
@@ -251,7 +251,7 @@ impl Scraper {
         let mut round_start = Instant::now();
         tracing::info!(resolution = ?self.resolution, workers, "scrape loop started");
         while self
-            .run_round(&mut schedule, round_start, &jobs, &shutdown)
+            .run_round(&mut schedule, round_start, (&jobs, &shared), &shutdown)
             .await
         {
             round_start = schedule::next_round_start(round_start, self.resolution, Instant::now());
@@ -270,11 +270,11 @@ impl Scraper {
         &self,
         schedule: &mut Schedule,
         round_start: Instant,
-        jobs: &mpsc::Sender<Job>,
+        (jobs, shared): (&mpsc::Sender<Job>, &Shared),
         shutdown: &shutdown::Signal,
     ) -> bool {
         self.heartbeat.beat(time::now_ms());
-        self.refresh(schedule);
+        self.refresh(schedule, shared);
         tracing::debug!(nodes = schedule.len(), "scrape round started");
         let round = Arc::new(Round {
             started: round_start,
@@ -315,12 +315,13 @@ impl Scraper {
     }
 
     /// Takes the current node set; forgets nodes that left and closes idle connections.
-    fn refresh(&self, schedule: &mut Schedule) {
-        for node in schedule.refresh(self.cluster.nodes()) {
-            tracing::info!(%node, "node left; forgetting its metrics");
-            self.sink.forget(&node);
-            self.metrics.forget_node(&node);
-            self.client.forget(&node);
+    fn refresh(&self, schedule: &mut Schedule, shared: &Shared) {
+        for slot in schedule.refresh(self.cluster.nodes()) {
+            if slot.state.retire() {
+                shared.forget(&slot.info.name);
+            } else {
+                tracing::debug!(node = %slot.info.name, "node left during its scrape; forgetting it afterwards");
+            }
         }
         self.client.prune_idle();
     }
@@ -352,7 +353,9 @@ async fn work(
             _ = shutdown.cancelled() => return,
             _ = shared.scrape(&job, &mut body) => {}
         }
-        job.state.finish();
+        if job.state.finish() {
+            shared.forget(&job.info.name);
+        }
         if body.capacity() > RETAINED_BUFFER_BYTES {
             body = Vec::new();
         }
@@ -362,6 +365,14 @@ async fn work(
 // === impl Shared ===
 
 impl Shared {
+    /// A node left: drop its data, its per-node self-metrics and its connection.
+    fn forget(&self, node: &str) {
+        tracing::info!(%node, "node left; forgetting its metrics");
+        self.sink.forget(node);
+        self.metrics.forget_node(node);
+        self.client.forget(node);
+    }
+
     /// Scrapes one node: fetch, decode, hand to the sink; count and log the outcome.
     async fn scrape(&self, job: &Job, body: &mut Vec<u8>) {
         let Some(target) = job.info.target.as_ref() else {
@@ -371,15 +382,14 @@ impl Shared {
         let sent_at_ms = time::now_ms();
         let started = Instant::now();
         let result = match self.client.fetch(target, body).await {
-            Ok(()) => decoder::decode(body, sent_at_ms).map_err(|source| Error::Decode {
+            Ok(()) => decode::decode(body, sent_at_ms).map_err(|source| Error::Decode {
                 address: kubelet::address(target),
                 source,
             }),
             Err(error) => Err(error),
         };
         let elapsed = started.elapsed();
-        #[allow(clippy::cast_precision_loss)]
-        // ms since 1970 fit f64's 53-bit mantissa until the year 287,396
+        // Exact: ms since 1970 fit f64's 53-bit mantissa until the year 287,396.
         let sent_at_seconds = sent_at_ms as f64 / 1000.0;
         self.metrics
             .kubelet_request(&target.node, elapsed, result.is_ok(), sent_at_seconds);
@@ -428,26 +438,5 @@ impl Shared {
 impl Drop for Round {
     fn drop(&mut self) {
         self.metrics.tick(self.started.elapsed());
-    }
-}
-
-/// TEMPORARY until the decoder lands on main: the seam `decode::decode(body, default_ts_ms)`.
-/// Replace `decoder` by `decode` when `git merge main` brings `decode::decode` and `decode::Error`.
-mod decoder {
-    use super::decode::NodeBatch;
-    use crate::time::TimestampMs;
-
-    /// Placeholder for `decode::Error`.
-    #[derive(Debug, thiserror::Error)]
-    #[error("empty body")]
-    pub struct Error;
-
-    /// Placeholder for `decode::decode`: accepts any non-empty body as an empty batch.
-    pub fn decode(body: &[u8], _default_timestamp_ms: TimestampMs) -> Result<NodeBatch, Error> {
-        if body.is_empty() {
-            Err(Error)
-        } else {
-            Ok(NodeBatch::default())
-        }
     }
 }

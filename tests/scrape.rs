@@ -382,6 +382,7 @@ async fn a_refused_connection_is_a_connect_error() {
 /// A scraper over `index` with the given resolution, and its shutdown trigger.
 struct Running {
     sink: Arc<RecordingSink>,
+    metrics: Arc<SelfMetrics>,
     heartbeat: Arc<Heartbeat>,
     trigger: shutdown::Trigger,
     task: tokio::task::JoinHandle<()>,
@@ -390,11 +391,12 @@ struct Running {
 fn start_scraper(index: Arc<Index>, client: KubeletClient, resolution: Duration) -> Running {
     let sink = Arc::new(RecordingSink::default());
     let heartbeat = Arc::new(Heartbeat::default());
+    let metrics = Arc::new(SelfMetrics::new());
     let scraper = Scraper {
         cluster: index,
         client,
         sink: sink.clone(),
-        metrics: Arc::new(SelfMetrics::new()),
+        metrics: metrics.clone(),
         heartbeat: heartbeat.clone(),
         resolution,
         max_concurrency: scrape::DEFAULT_MAX_CONCURRENCY,
@@ -403,6 +405,7 @@ fn start_scraper(index: Arc<Index>, client: KubeletClient, resolution: Duration)
     let task = tokio::spawn(scraper.run(signal));
     Running {
         sink,
+        metrics,
         heartbeat,
         trigger,
         task,
@@ -462,7 +465,29 @@ async fn a_hanging_kubelet_does_not_delay_healthy_ones() {
         resource_metrics_server::time::now_ms(),
         Duration::from_millis(500)
     ));
+    let metrics = running.metrics.clone();
     running.stop().await;
+    let text = String::from_utf8(metrics.render()).expect("utf-8 exposition");
+    let has = |needle: &str| {
+        text.lines()
+            .any(|l| l.starts_with(needle) && !l.ends_with(" 0"))
+    };
+    assert!(
+        has("resource_metrics_server_scrape_failures_total{reason=\"timeout\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_kubelet_request_total{success=\"true\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_kubelet_request_total{success=\"false\"}"),
+        "{text}"
+    );
+    assert!(
+        has("metrics_server_manager_tick_duration_seconds_count"),
+        "rounds are timed: {text}"
+    );
 }
 
 #[tokio::test]
@@ -550,7 +575,14 @@ async fn a_node_that_leaves_is_forgotten_and_a_node_that_joins_is_scraped() {
         sink.order()
     );
     assert!(index.nodes().iter().all(|n| &*n.name != "leaving"));
+    let metrics = running.metrics.clone();
     running.stop().await;
+    let text = String::from_utf8(metrics.render()).expect("utf-8 exposition");
+    assert!(text.contains("node=\"staying\""), "{text}");
+    assert!(
+        !text.contains("node=\"leaving\""),
+        "per-node series of a node that left are removed: {text}"
+    );
 }
 
 /// CPU seconds (user + system) used by this process so far, from `/proc/self/stat` (clock ticks of 10 ms).
@@ -608,4 +640,118 @@ async fn scale_measurement_of_rounds_over_many_kubelets() {
     );
     assert!(done, "three rounds completed: {scrapes} of {want} scrapes");
     assert_eq!(accepts, nodes as usize, "one connection per kubelet");
+}
+
+#[tokio::test]
+async fn decoded_batches_reach_the_sink_with_the_send_time_as_fallback_timestamp() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let body =
+        "node_cpu_usage_seconds_total 2.5\nnode_memory_working_set_bytes 1024 1750705768415\n";
+    let with_ts = kubelet(29, 0, &ca, Mode::Ok).await;
+    let without_ts = kubelet(29, 1, &ca, Mode::Body(body)).await;
+    index.apply_node(node("with-ts", with_ts.addr));
+    index.apply_node(node("without-ts", without_ts.addr));
+    let before_ms = resource_metrics_server::time::now_ms();
+    let running = start_scraper(index, client(config(&ca)), Duration::from_millis(300));
+    let sink = running.sink.clone();
+    let both = eventually(Duration::from_secs(20), || {
+        sink.count("with-ts") >= 1 && sink.count("without-ts") >= 1
+    })
+    .await;
+    running.stop().await;
+    let after_ms = resource_metrics_server::time::now_ms();
+    assert!(both, "both nodes scraped: {:?}", sink.order());
+    let batches = sink.batches.lock().expect("lock");
+    let full = &batches["with-ts"][0];
+    assert_eq!(
+        full.node.cpu.map(|c| c.cumulative_cpu_ns),
+        Some(1_234_500_000_000)
+    );
+    assert_eq!(full.containers.len(), 1);
+    assert_eq!(full.containers[0].pod, "web-1");
+    let bare = &batches["without-ts"][0];
+    let cpu = bare.node.cpu.expect("node cpu decoded");
+    assert!(
+        (before_ms..=after_ms).contains(&cpu.timestamp_ms),
+        "a sample without timestamp is stamped with the send time"
+    );
+    assert_eq!(
+        bare.node.memory.map(|m| m.timestamp_ms),
+        Some(1_750_705_768_415)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_body_reaches_no_sink_and_a_kubelet_error_still_does() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let malformed = kubelet(30, 0, &ca, Mode::Body("node_cpu_usage_seconds_total{ 1\n")).await;
+    let flagged = kubelet(30, 1, &ca, Mode::Body("resource_scrape_error 1\n")).await;
+    index.apply_node(node("malformed", malformed.addr));
+    index.apply_node(node("flagged", flagged.addr));
+    let running = start_scraper(index, client(config(&ca)), Duration::from_millis(300));
+    let sink = running.sink.clone();
+    let scraped = eventually(Duration::from_secs(20), || {
+        malformed.requests() >= 2 && sink.count("flagged") >= 2
+    })
+    .await;
+    running.stop().await;
+    assert!(scraped, "both kubelets asked repeatedly");
+    assert_eq!(
+        sink.count("malformed"),
+        0,
+        "an undecodable body is a failed scrape"
+    );
+    let batches = sink.batches.lock().expect("lock");
+    assert!(
+        batches["flagged"].iter().all(|b| b.kubelet_error),
+        "the flag reaches storage"
+    );
+}
+
+#[tokio::test]
+async fn a_node_leaving_during_its_scrape_is_forgotten_after_it_and_only_once() {
+    let ca = TestCa::new("kubelet CA");
+    let index = Arc::new(Index::default());
+    let slow = kubelet(31, 0, &ca, Mode::Slow(Duration::from_millis(1500))).await;
+    index.apply_node(node("slow", slow.addr));
+    let client = client(KubeletClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..config(&ca)
+    });
+    let running = start_scraper(index.clone(), client, Duration::from_millis(200));
+    assert!(
+        eventually(Duration::from_secs(10), || slow.requests() >= 1).await,
+        "scrape started"
+    );
+    index.delete_node("slow");
+    let sink = running.sink.clone();
+    let forgotten = eventually(Duration::from_secs(20), || {
+        sink.forgotten
+            .lock()
+            .expect("lock")
+            .contains(&"slow".to_owned())
+    })
+    .await;
+    // Give a late result every chance to arrive after the forget, then check it did not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert!(forgotten, "the node is forgotten");
+    let events = sink.events.lock().expect("lock").clone();
+    assert_eq!(
+        events.iter().filter(|e| *e == "forget:slow").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("forget:slow"),
+        "nothing after the forget: {events:?}"
+    );
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("accept:slow"),
+        "the in-flight scrape landed first"
+    );
 }

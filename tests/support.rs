@@ -38,10 +38,14 @@ pub struct TestCa {
 pub enum Mode {
     /// 200 with a valid body.
     Ok,
+    /// 200 with this body.
+    Body(&'static str),
     /// 200 with the valid body gzip-compressed (when the client asked for gzip).
     Gzip,
     /// Accepts the request and never answers.
     Hang,
+    /// Answers with the valid body after this delay.
+    Slow(Duration),
     /// 200 with a body of this many bytes.
     Huge(usize),
     /// 200 with a gzip body that inflates to this many bytes (a small answer on the wire).
@@ -86,6 +90,8 @@ pub struct RecordingSink {
     pub batches: Mutex<BTreeMap<String, Vec<NodeBatch>>>,
     /// Nodes forgotten.
     pub forgotten: Mutex<Vec<String>>,
+    /// Every call in order: `accept:<node>` or `forget:<node>`.
+    pub events: Mutex<Vec<String>>,
 }
 
 /// A small valid kubelet body (node and one container) with sample timestamps.
@@ -352,6 +358,11 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(Full::new(Bytes::new()))
         }
+        Mode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Response::new(Full::new(Bytes::from_static(KUBELET_BODY.as_bytes())))
+        }
+        Mode::Body(body) => Response::new(Full::new(Bytes::from_static(body.as_bytes()))),
         Mode::HugeGzip(bytes) => {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -397,6 +408,10 @@ impl RecordingSink {
 impl BatchSink for RecordingSink {
     fn accept(&self, node: &Arc<str>, batch: NodeBatch) {
         self.accepted.lock().expect("lock").push(node.to_string());
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("accept:{node}"));
         self.batches
             .lock()
             .expect("lock")
@@ -407,5 +422,9 @@ impl BatchSink for RecordingSink {
 
     fn forget(&self, node: &str) {
         self.forgotten.lock().expect("lock").push(node.to_owned());
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("forget:{node}"));
     }
 }

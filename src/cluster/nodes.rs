@@ -36,12 +36,16 @@ pub struct TargetOptions {
 // === impl TargetOptions ===
 
 impl TargetOptions {
-    /// The options implied by the configuration flags.
-    pub fn from_args(args: &crate::config::Args) -> Self {
+    /// The options implied by the validated kubelet configuration.
+    pub fn from_config(kubelet: &crate::config::KubeletConfig) -> Self {
         TargetOptions {
-            preferred_address_types: args.kubelet_preferred_address_types.clone(),
-            kubelet_port: args.kubelet_port,
-            use_node_status_port: args.kubelet_use_node_status_port,
+            preferred_address_types: kubelet
+                .preferred_address_types
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            kubelet_port: kubelet.port,
+            use_node_status_port: kubelet.use_node_status_port,
         }
     }
 }

@@ -68,13 +68,31 @@ pub enum ServerTrust {
     PlainHttp,
 }
 
+/// A client certificate presented to kubelets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// Certificate chain, leaf first, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The leaf's private key, PEM.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything needed to build a [`KubeletClient`]; no `kube` types.
 #[derive(Debug, Clone)]
 pub struct KubeletClientConfig {
     /// How kubelet serving certificates are checked (or plain HTTP).
     pub trust: ServerTrust,
     /// PEM client certificate chain and PEM private key presented to kubelets (ignored for plain HTTP).
-    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub client_identity: Option<ClientIdentity>,
     /// The bearer token (never sent over plain HTTP).
     pub token: TokenSource,
     /// Deadline of one whole scrape (connect, TLS, request, body): `--kubelet-request-timeout`.
@@ -626,7 +644,7 @@ fn tls_config(config: &KubeletClientConfig) -> Result<ClientConfig, BuildError> 
         }
     };
     let mut tls = match &config.client_identity {
-        Some((cert_pem, key_pem)) => {
+        Some(ClientIdentity { cert_pem, key_pem }) => {
             let invalid =
                 |e: &dyn std::fmt::Display| BuildError::InvalidClientIdentity(e.to_string());
             let chain = CertificateDer::pem_slice_iter(cert_pem)

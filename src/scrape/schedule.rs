@@ -5,7 +5,7 @@
 //! round start for the life of the process, and nodes spread evenly over the round. Joining nodes simply take their slot;
 //! leaving nodes are reported so their data can be forgotten.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,9 +27,16 @@ pub(crate) struct Slot {
 /// A node's scrape state shared between the scheduler and the worker.
 #[derive(Debug, Default)]
 pub(crate) struct SlotState {
-    busy: AtomicBool,
+    /// [`BUSY`] and [`RETIRED`] bits: exactly one of the scheduler and the worker sees a node's departure
+    /// after its last scrape, so it is forgotten once and never re-created by a late result.
+    flags: AtomicU8,
     log: Mutex<FailureLog>,
 }
+
+/// A scrape of the node is in flight.
+const BUSY: u8 = 1;
+/// The node left the schedule.
+const RETIRED: u8 = 2;
 
 /// Rate limit for failure logs: the first failure, then at most one line per interval, plus the recovery.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,9 +67,9 @@ impl Schedule {
         }
     }
 
-    /// Replaces the node set with `nodes`, keeping the state of nodes already known. Returns the names of nodes
+    /// Replaces the node set with `nodes`, keeping the state of nodes already known. Returns the slots of nodes
     /// that left.
-    pub(crate) fn refresh(&mut self, mut nodes: Vec<Arc<NodeInfo>>) -> Vec<Arc<str>> {
+    pub(crate) fn refresh(&mut self, mut nodes: Vec<Arc<NodeInfo>>) -> Vec<Slot> {
         if !nodes.is_sorted_by(|a, b| a.name <= b.name) {
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
         }
@@ -73,7 +80,7 @@ impl Schedule {
         let mut old = std::mem::take(&mut self.slots).into_iter().peekable();
         for info in nodes {
             while let Some(slot) = old.next_if(|s| s.info.name < info.name) {
-                departed.push(slot.info.name.clone());
+                departed.push(slot);
             }
             match old.next_if(|s| s.info.name == info.name) {
                 Some(slot) => next.push(Slot { info, ..slot }),
@@ -88,7 +95,7 @@ impl Schedule {
                 }
             }
         }
-        departed.extend(old.map(|s| s.info.name.clone()));
+        departed.extend(old);
         self.slots = next;
         if joined || !departed.is_empty() {
             self.order = (0..self.slots.len()).collect();
@@ -142,14 +149,23 @@ pub(crate) fn next_round_start(previous: Instant, resolution: Duration, now: Ins
 // === impl SlotState ===
 
 impl SlotState {
-    /// Marks the node as being scraped; `false` if a scrape of it is still in flight (never overlap one node).
+    /// Marks the node as being scraped; `false` if a scrape of it is still in flight (never overlap one node)
+    /// or it has left.
     pub(crate) fn try_start(&self) -> bool {
-        !self.busy.swap(true, Ordering::AcqRel)
+        self.flags
+            .compare_exchange(0, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
-    /// The in-flight scrape finished.
-    pub(crate) fn finish(&self) {
-        self.busy.store(false, Ordering::Release);
+    /// The in-flight scrape finished; `true` when the node left meanwhile and the caller must forget it now.
+    pub(crate) fn finish(&self) -> bool {
+        self.flags.fetch_and(!BUSY, Ordering::AcqRel) & RETIRED != 0
+    }
+
+    /// The node left; `true` when no scrape is in flight and the caller must forget it now (otherwise the
+    /// worker does when its scrape finishes).
+    pub(crate) fn retire(&self) -> bool {
+        self.flags.fetch_or(RETIRED, Ordering::AcqRel) & BUSY == 0
     }
 
     /// Runs `f` on the failure log (short, never across `.await`).

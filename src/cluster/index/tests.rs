@@ -217,3 +217,29 @@ fn a_pod_relist_replaces_every_pod() {
     assert!(index.pod("ns", "q").is_some());
     assert_eq!(index.len(), (0, 1));
 }
+
+#[test]
+fn pods_with_equal_labels_share_one_label_map_until_the_last_goes() {
+    let index = Index::default();
+    let web = labels(&[("app", "web"), ("pod-template-hash", "5f7c")]);
+    index.apply_pod("ns", "web-1", web.clone());
+    index.apply_pod("other", "web-2", web.clone());
+    index.apply_pod("ns", "db-0", labels(&[("app", "db")]));
+    let one = index.pod("ns", "web-1").expect("web-1");
+    let two = index.pod("other", "web-2").expect("web-2");
+    assert!(
+        Arc::ptr_eq(&one.labels, &two.labels),
+        "equal label sets are shared"
+    );
+    assert_eq!(index.read().labels.len(), 2);
+    drop((one, two)); // readers holding pods would keep their label set interned until the next relist
+    index.delete_pod("ns", "web-1");
+    assert_eq!(index.read().labels.len(), 2, "web-2 still uses the set");
+    index.delete_pod("other", "web-2");
+    index.apply_pod("ns", "db-0", labels(&[("app", "db"), ("v", "2")]));
+    assert_eq!(
+        index.read().labels.len(),
+        1,
+        "unused sets are dropped on delete and on replace"
+    );
+}

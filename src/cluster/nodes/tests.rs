@@ -72,6 +72,10 @@ impl NodeFixture {
             .insert(key.to_owned(), value.to_owned());
         self
     }
+    fn resource_version(mut self, version: &str) -> Self {
+        self.0.metadata.resource_version = Some(version.to_owned());
+        self
+    }
     fn label(mut self, key: &str, value: &str) -> Self {
         self.0
             .metadata
@@ -198,4 +202,86 @@ fn trimming_keeps_labels_and_drops_everything_else() {
     );
     assert_eq!(info.labels.get("zone").map(String::as_str), Some("a"));
     assert_eq!(info.labels.len(), 1);
+}
+
+/// Drives `watch` against a mocked API server: one list, then one watch answering with `events`.
+mod watch_stream {
+    use http::{Request, Response};
+    use k8s_openapi::List;
+    use kube::client::Body;
+
+    use super::*;
+    use crate::cluster::ClusterView;
+
+    async fn next_request(
+        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    ) -> (
+        Request<Body>,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), handle.next_request());
+        next.await
+            .expect("the watch sends a request")
+            .expect("mock is open")
+    }
+
+    #[tokio::test]
+    async fn the_list_syncs_the_index_and_watch_events_apply_and_delete() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let index = Arc::new(Index::default());
+        let (trigger, signal) = crate::shutdown::channel();
+        let task = tokio::spawn(watch(
+            client,
+            index.clone(),
+            options(&["InternalIP"], false),
+            signal,
+        ));
+
+        let (request, respond) = next_request(&mut handle).await;
+        assert!(
+            request.uri().path().ends_with("/api/v1/nodes"),
+            "{}",
+            request.uri()
+        );
+        let mut list = List::<Node>::default();
+        list.metadata.resource_version = Some("1".to_owned());
+        list.items = vec![node("b").internal_ip("10.0.0.2").0, node("a").0];
+        respond.send_response(Response::new(Body::from(
+            serde_json::to_vec(&list).expect("json"),
+        )));
+
+        let (request, respond) = next_request(&mut handle).await;
+        assert!(
+            request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains("watch=true"),
+            "{}",
+            request.uri()
+        );
+        assert!(
+            index.node("a").is_some() && index.node("b").is_some(),
+            "the list was applied before watching"
+        );
+        let added = serde_json::json!({"type": "ADDED", "object": node("c").internal_ip("10.0.0.3").resource_version("2").0});
+        let deleted =
+            serde_json::json!({"type": "DELETED", "object": node("b").resource_version("3").0});
+        let events = format!("{added}\n{deleted}\n");
+        respond.send_response(Response::new(Body::from(events.into_bytes())));
+
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while index.node("b").is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let names: Vec<String> = index.nodes().iter().map(|n| n.name.to_string()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(
+            index.node("a").is_some_and(|n| n.target.is_none()),
+            "a has no InternalIP"
+        );
+        trigger.fire();
+        task.await.expect("watch stops on shutdown");
+    }
 }

@@ -71,7 +71,10 @@ fn refresh_reports_leavers_and_keeps_state_of_stayers() {
     assert!(b_state.try_start());
     let departed = schedule.refresh(vec![info("d"), info("b")]);
     assert_eq!(
-        departed.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        departed
+            .iter()
+            .map(|s| s.info.name.to_string())
+            .collect::<Vec<_>>(),
         ["a", "c"]
     );
     let mut got = names(&schedule);
@@ -96,8 +99,23 @@ fn a_node_is_never_started_twice_before_it_finishes() {
     let state = SlotState::default();
     assert!(state.try_start());
     assert!(!state.try_start());
-    state.finish();
+    assert!(!state.finish(), "still scheduled: nothing to forget");
     assert!(state.try_start());
+}
+
+#[test]
+fn a_node_leaving_is_forgotten_exactly_once_after_its_last_scrape() {
+    let idle = SlotState::default();
+    assert!(idle.retire(), "not in flight: the scheduler forgets it");
+    assert!(!idle.try_start(), "a retired node is not scraped");
+
+    let busy = SlotState::default();
+    assert!(busy.try_start());
+    assert!(
+        !busy.retire(),
+        "in flight: the scheduler leaves it to the worker"
+    );
+    assert!(busy.finish(), "the worker forgets it when its scrape ends");
 }
 
 #[test]
