@@ -1180,10 +1180,10 @@ impl State {
                     .sum::<u64>();
             }
         }
-        if let Some(entry) = self.nodes.get_mut(node) {
-            if entry.cpu.rate_millicores != rate {
-                entry.cpu.set_rate(now, rate);
-            }
+        if let Some(entry) = self.nodes.get_mut(node)
+            && entry.cpu.rate_millicores != rate
+        {
+            entry.cpu.set_rate(now, rate);
         }
     }
 }
