@@ -517,6 +517,20 @@ async fn aggregator_proxies_metrics_requests_with_front_proxy_identity() {
         "{row}"
     );
 
+    // Every kubectl on the image negotiates discovery (v2, v2beta1-only for 1.27-1.29) and reaches the backend.
+    for minor in 27..=32 {
+        let kubectl = kubectl_binary(Some(minor)).unwrap();
+        let top = cluster
+            .kubectl(&kubectl, &["top", "node", "node-b"])
+            .await
+            .unwrap();
+        assert_eq!(top.code, 0, "kubectl 1.{minor}: {top:?}");
+        assert!(top.stdout.contains("node-b"), "kubectl 1.{minor}: {top:?}");
+    }
+    seen.lock().unwrap().clear();
+    let top = cluster.kubectl(&kubectl, &["top", "node"]).await.unwrap();
+    assert_eq!(top.code, 0, "{top:?}");
+
     let proxied: Vec<Seen> = seen
         .lock()
         .unwrap()
