@@ -482,6 +482,41 @@ impl Cluster {
         self.kubectl_as(binary, &self.admin_kubeconfig, args).await
     }
 
+    /// Runs `e2e/python/metrics_client.py` (the Python `kubernetes` client) with the admin kubeconfig and returns
+    /// its JSON answer (`{"status": …, "items": […]}` or `{"status": …, "error": …}`).
+    ///
+    /// # Errors
+    /// [`HarnessError::KubectlMissing`] without the venv, [`HarnessError::Io`], [`HarnessError::Timeout`].
+    pub async fn python_metrics(&self, args: &[&str]) -> Result<serde_json::Value, HarnessError> {
+        let python = venv_binary("python")?;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let scratch = self.dir.path().join(format!("python-{n}"));
+        std::fs::create_dir_all(&scratch).map_err(io("creating a python scratch dir"))?;
+        let output = Command::new(python)
+            .arg(python_dir().join("metrics_client.py"))
+            .arg(&self.admin_kubeconfig)
+            .args(args)
+            .env("HOME", &scratch)
+            .env("TMPDIR", &scratch)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(KUBECTL_TIMEOUT, output)
+            .await
+            .map_err(|_| HarnessError::Timeout {
+                what: format!("metrics_client.py {}", args.join(" ")),
+                after: KUBECTL_TIMEOUT,
+            })?
+            .map_err(io("running metrics_client.py"))?;
+        serde_json::from_slice(&output.stdout).map_err(|e| HarnessError::Io {
+            what: format!(
+                "parsing metrics_client.py output (stderr: {})",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            source: std::io::Error::other(e),
+        })
+    }
+
     /// [`Cluster::kubectl`] with another kubeconfig (see [`Cluster::add_user`]).
     ///
     /// # Errors
@@ -657,6 +692,27 @@ pub fn kubectl_binary(minor: Option<u32>) -> Result<PathBuf, HarnessError> {
         .ok_or_else(|| {
             HarnessError::KubectlMissing("neither kubectl.1.33 nor kubectl on PATH".into())
         })
+}
+
+/// The directory of the Python helpers (`e2e/python`).
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// A binary from the Python venv (`python`, `kubectl` 1.37.1) created by `e2e/python/setup.sh`.
+///
+/// # Errors
+/// [`HarnessError::KubectlMissing`] naming the setup script when the venv is absent.
+pub fn venv_binary(name: &str) -> Result<PathBuf, HarnessError> {
+    let path = python_dir().join(".venv/bin").join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(HarnessError::KubectlMissing(format!(
+            "{} (run e2e/python/setup.sh)",
+            path.display()
+        )))
+    }
 }
 
 /// An unguessable-enough bearer token for tests: name, process id, a counter and the clock, hashed.

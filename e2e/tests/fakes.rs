@@ -457,8 +457,12 @@ async fn start_standin(
                         authorization: req.headers().contains_key("authorization"),
                         client_cert_cn: cn.clone(),
                     });
-                    let body = match req.uri().path() {
-                        "/apis/metrics.k8s.io/v1beta1/nodes" => {
+                    let path = req.uri().path().to_owned();
+                    let body = match path
+                        .strip_suffix("/nodes")
+                        .and_then(|p| p.strip_prefix("/apis/metrics.k8s.io/"))
+                    {
+                        Some(version) => {
                             let items: Vec<serde_json::Value> = model
                                 .nodes()
                                 .iter()
@@ -471,10 +475,17 @@ async fn start_standin(
                                     })
                                 })
                                 .collect();
-                            serde_json::json!({"kind": "NodeMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items})
+                            serde_json::json!({"kind": "NodeMetricsList", "apiVersion": format!("metrics.k8s.io/{version}"), "metadata": {}, "items": items})
                         }
-                        _ => {
-                            serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "metrics.k8s.io/v1beta1", "resources": []})
+                        None => {
+                            let version = path.rsplit('/').next().unwrap_or("v1beta1");
+                            serde_json::json!({
+                                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("metrics.k8s.io/{version}"),
+                                "resources": [
+                                    {"name": "nodes", "singularName": "", "namespaced": false, "kind": "NodeMetrics", "verbs": ["get", "list"]},
+                                    {"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]},
+                                ],
+                            })
                         }
                     };
                     let mut response: Response<Body> =
@@ -527,6 +538,32 @@ async fn aggregator_proxies_metrics_requests_with_front_proxy_identity() {
         assert_eq!(top.code, 0, "kubectl 1.{minor}: {top:?}");
         assert!(top.stdout.contains("node-b"), "kubectl 1.{minor}: {top:?}");
     }
+    // kubectl 1.37 prefers metrics.k8s.io/v1 (served and preferred here).
+    let kubectl_137 = e2e::harness::venv_binary("kubectl").unwrap();
+    let top = cluster
+        .kubectl(&kubectl_137, &["top", "node"])
+        .await
+        .unwrap();
+    assert_eq!(top.code, 0, "kubectl 1.37: {top:?}");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.path_and_query == "/apis/metrics.k8s.io/v1/nodes")
+    );
+
+    // The Python client: CustomObjectsApi without discovery, DynamicClient with discovery.
+    let listed = cluster.python_metrics(&["custom-nodes"]).await.unwrap();
+    assert_eq!(listed["status"], 200, "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    let cache = cluster.dir().join("python-discovery.json");
+    let dynamic = cluster
+        .python_metrics(&["dynamic-nodes", cache.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(dynamic["status"], 200, "{dynamic}");
+    assert_eq!(dynamic["items"].as_array().unwrap().len(), 2, "{dynamic}");
+
     seen.lock().unwrap().clear();
     let top = cluster.kubectl(&kubectl, &["top", "node"]).await.unwrap();
     assert_eq!(top.code, 0, "{top:?}");

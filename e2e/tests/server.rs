@@ -238,3 +238,33 @@ async fn raw_and_get_requests_see_both_metrics_versions() {
     assert_eq!(get.code, 0, "{get:?}");
     assert!(get.stdout.contains("node-b"), "{get:?}");
 }
+
+#[tokio::test]
+async fn the_python_client_reads_metrics_and_gets_404_for_unknown_nodes() {
+    let (cluster, server) = start().await;
+    top_until_ok(&cluster, &server, &["top", "pod", "-A"]).await;
+    let node = cluster
+        .python_metrics(&["custom-node", "node-a"])
+        .await
+        .unwrap();
+    assert_eq!(node["status"], 200, "{node}");
+    assert_eq!(node["items"][0]["metadata"]["name"], "node-a", "{node}");
+    let missing = cluster
+        .python_metrics(&["custom-node", "node-z"])
+        .await
+        .unwrap();
+    assert_eq!(missing["status"], 404, "{missing}");
+    let pods = cluster
+        .python_metrics(&["custom-pods", "default", "app=web"])
+        .await
+        .unwrap();
+    assert_eq!(pods["status"], 200, "{pods}");
+    let mut names: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["web-1", "web-2"]);
+}
