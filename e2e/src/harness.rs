@@ -158,6 +158,11 @@ pub struct ServerProcess {
     log_path: PathBuf,
 }
 
+/// A `fake-kubelets` child process serving a slice of a uniform cluster; killed when dropped.
+pub struct KubeletProcess {
+    child: Child,
+}
+
 /// Output of one kubectl run.
 #[derive(Debug, Clone)]
 pub struct KubectlOutput {
@@ -613,6 +618,70 @@ impl ServerProcess {
     /// [`HarnessError::Io`].
     pub async fn kill(mut self) -> Result<(), HarnessError> {
         self.child.kill().await.map_err(io("killing the server"))
+    }
+}
+
+// === impl KubeletProcess ===
+
+impl KubeletProcess {
+    /// Spawns `binary` (the `fake-kubelets` bin; in this crate's tests `env!("CARGO_BIN_EXE_fake-kubelets")`)
+    /// serving nodes `range` of [`ClusterSpec::uniform`]`(_, pods_per_node)` on port 10250, requiring `token`, and
+    /// waits for its `ready` line.
+    ///
+    /// The control plane must hold the same uniform spec with `address_base` 0 and be started with
+    /// `start_kubelets: false`; in-process fleets never use the first 10 000 indices, so the two cannot collide.
+    ///
+    /// # Errors
+    /// [`HarnessError::Io`], [`HarnessError::Timeout`].
+    pub async fn spawn(
+        binary: &Path,
+        range: std::ops::Range<u32>,
+        pods_per_node: u32,
+        token: Option<&str>,
+        ready_within: Duration,
+    ) -> Result<Self, HarnessError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--from={}", range.start))
+            .arg(format!("--to={}", range.end))
+            .arg(format!("--pods-per-node={pods_per_node}"))
+            .arg("--report-every=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.arg(format!("--token={token}"));
+        }
+        let mut child = command
+            .spawn()
+            .map_err(io(format!("spawning {}", binary.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| HarnessError::Io {
+            what: "reading fake-kubelets output".into(),
+            source: std::io::Error::other("no stdout"),
+        })?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(ready_within, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("ready ") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        match ready {
+            Ok(true) => Ok(Self { child }),
+            _ => Err(HarnessError::Timeout {
+                what: "fake-kubelets to bind its listeners".into(),
+                after: ready_within,
+            }),
+        }
+    }
+
+    /// OS process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 }
 

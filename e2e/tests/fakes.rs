@@ -805,3 +805,54 @@ async fn the_auth_configmap_and_reviews_are_served() {
         cm["data"]["requestheader-client-ca-file"]
     );
 }
+
+#[tokio::test]
+async fn a_separate_fake_kubelets_process_serves_the_same_uniform_cluster() {
+    use e2e::harness::KubeletProcess;
+    let spec = ClusterSpec::uniform(300, 4);
+    let options = ClusterOptions {
+        start_kubelets: false,
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start_with(spec, options).await.unwrap();
+    let process = KubeletProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_fake-kubelets")),
+        200..300,
+        4,
+        Some(cluster.server_token()),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(process.pid().is_some());
+
+    let node = cluster.model().node("node-250").unwrap();
+    let addr = SocketAddr::from((node.spec.address.unwrap(), node.spec.kubelet_port));
+    assert_eq!(addr.to_string(), "127.1.1.1:10250");
+    let config = Arc::new(tls::insecure_client_config(None).unwrap());
+    let auth = format!("Bearer {}", cluster.server_token());
+    let (status, _, body) = https::get(
+        addr,
+        config,
+        "/metrics/resource",
+        &[("Authorization", &auth)],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    // Same names and rates in both processes: the body's pods are the model's pods of node-250.
+    for p in cluster
+        .model()
+        .pods()
+        .iter()
+        .filter(|p| p.spec.node == "node-250")
+    {
+        assert!(
+            body.contains(&format!("pod=\"{}\"", p.spec.name)),
+            "{} missing from\n{body}",
+            p.spec.name
+        );
+    }
+}
