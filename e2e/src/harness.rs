@@ -768,20 +768,28 @@ pub fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
 }
 
-/// A binary from the Python venv (`python`, `kubectl` 1.37.1) created by `e2e/python/setup.sh`.
+/// Environment variable naming a venv with kubectl 1.37.1 and the Python `kubernetes` client (`scripts/test.sh`
+/// sets it).
+pub const VENV_ENV: &str = "E2E_VENV";
+
+/// A binary (`python`, `kubectl` 1.37.1) from the venv in `$E2E_VENV`, else from `e2e/python/.venv` (created by
+/// `e2e/python/setup.sh`).
 ///
 /// # Errors
-/// [`HarnessError::KubectlMissing`] naming the setup script when the venv is absent.
+/// [`HarnessError::KubectlMissing`] naming both places when neither has it.
 pub fn venv_binary(name: &str) -> Result<PathBuf, HarnessError> {
-    let path = python_dir().join(".venv/bin").join(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(HarnessError::KubectlMissing(format!(
-            "{} (run e2e/python/setup.sh)",
-            path.display()
-        )))
-    }
+    let from_env = std::env::var_os(VENV_ENV).map(|v| PathBuf::from(v).join("bin").join(name));
+    let local = python_dir().join(".venv/bin").join(name);
+    from_env
+        .into_iter()
+        .chain([local.clone()])
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            HarnessError::KubectlMissing(format!(
+                "{name} in $E2E_VENV or {} (run e2e/python/setup.sh)",
+                local.display()
+            ))
+        })
 }
 
 /// An unguessable-enough bearer token for tests: name, process id, a counter and the clock, hashed.
