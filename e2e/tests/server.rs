@@ -268,3 +268,54 @@ async fn the_python_client_reads_metrics_and_gets_404_for_unknown_nodes() {
     names.sort_unstable();
     assert_eq!(names, ["web-1", "web-2"]);
 }
+
+#[tokio::test]
+async fn an_hpa_like_consumer_scales_from_the_served_pod_metrics() {
+    use e2e::hpa::{DEFAULT_TOLERANCE, Target, desired_replicas, pod_metrics, pods_from_model};
+    let mut spec = cluster_spec();
+    for (i, rate) in [300, 300, 100, 100].into_iter().enumerate() {
+        spec = spec.pod(
+            pod("default", format!("hpa-{i}"))
+                .on("node-a")
+                .label("app", "hpa")
+                .container(
+                    container("app")
+                        .cpu_millicores(rate)
+                        .requests(200, 64 << 20),
+                ),
+        );
+    }
+    let cluster = Cluster::start(spec).await.unwrap();
+    let server = cluster.start_server(&[], READY_WITHIN).await.unwrap();
+    cluster
+        .wait_metrics_available(Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // The HPA's request: list only, canonical selector, protobuf first.
+    let path = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?labelSelector=app%3Dhpa";
+    let body = eventually("pod metrics for the HPA", METRICS_WITHIN, || async {
+        let (status, body) = cluster
+            .api_get(path, "application/vnd.kubernetes.protobuf, */*")
+            .await
+            .ok()?;
+        (status == 200 && pod_metrics(body.as_bytes()).is_ok_and(|m| m.len() == 4)).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
+    let metrics = pod_metrics(body.as_bytes()).unwrap();
+    let pods = pods_from_model(cluster.model(), "default", |l| {
+        l.get("app").map(String::as_str) == Some("hpa")
+    });
+    let target = Target {
+        utilization_percent: 50,
+        tolerance: DEFAULT_TOLERANCE,
+    };
+    // 800m used of 800m requested = 100 % against a 50 % target: twice the replicas.
+    let now = e2e::model::now_ms();
+    assert_eq!(
+        desired_replicas(4, &pods, &metrics, target, now),
+        Ok(8),
+        "{metrics:?}"
+    );
+}
