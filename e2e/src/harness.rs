@@ -43,6 +43,9 @@ pub const ADMIN_USER: &str = "kubernetes-admin";
 /// `--kubelet-insecure-tls` anyway and a certificate with tens of thousands of SANs helps nobody.
 const MAX_KUBELET_SANS: usize = 1_000;
 
+/// Addresses of not-yet-added nodes included in the kubelet certificate (see [`MAX_KUBELET_SANS`]).
+const SPARE_KUBELET_SANS: u32 = 32;
+
 /// Attempts at finding a free block of loopback addresses for the kubelets.
 const ADDRESS_ATTEMPTS: u32 = 8;
 
@@ -843,13 +846,23 @@ async fn start_kubelets(
         if spec.address_base == 0 {
             spec.address_base = address_base(attempt);
         }
+        let base = spec.address_base;
         let model = Model::new(spec)?;
+        let nodes = model.nodes();
         let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        for node in model.nodes().iter().take(MAX_KUBELET_SANS) {
+        for node in nodes.iter().take(MAX_KUBELET_SANS) {
             sans.push(node.spec.name.clone());
             if let Some(a) = node.spec.address {
                 sans.push(a.to_string());
             }
+        }
+        // Nodes added later (Model::add_node) take the next indices: cover a few so their kubelets verify too.
+        if nodes.len() < MAX_KUBELET_SANS {
+            let first = base.saturating_add(u32::try_from(nodes.len()).unwrap_or(u32::MAX));
+            sans.extend(
+                (first..first.saturating_add(SPARE_KUBELET_SANS))
+                    .map(|i| crate::model::node_address(i).to_string()),
+            );
         }
         let cert = pki.issue_server("kubelet", &sans)?;
         let fleet_options = FleetOptions {

@@ -856,3 +856,33 @@ async fn a_separate_fake_kubelets_process_serves_the_same_uniform_cluster() {
         );
     }
 }
+
+#[tokio::test]
+async fn nodes_added_at_runtime_get_a_kubelet_and_appear_in_lists() {
+    let cluster = Cluster::start(small_cluster()).await.unwrap();
+    cluster.model().add_node(node("node-late")).unwrap();
+    cluster
+        .model()
+        .add_pod(
+            pod("default", "late-1")
+                .on("node-late")
+                .container(container("app").cpu_millicores(42)),
+        )
+        .unwrap();
+    let kubelet = cluster.kubelets().start_node("node-late").await.unwrap();
+    let existing = cluster.kubelets().node("node-a").unwrap().addr();
+    assert_ne!(kubelet.addr().ip(), existing.ip());
+    let (status, body) = kubelet_body(&cluster, "node-late", Some(cluster.server_token()))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("pod=\"late-1\""), "{body}");
+    let nodes = cluster
+        .kubectl(
+            &kubectl_binary(Some(33)).unwrap(),
+            &["get", "nodes", "-o", "name"],
+        )
+        .await
+        .unwrap();
+    assert!(nodes.stdout.contains("node/node-late"), "{nodes:?}");
+}

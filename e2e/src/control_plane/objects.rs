@@ -124,7 +124,7 @@ fn configmap_metadata(cm: &ConfigMap) -> Value {
     json!({
         "name": cm.name,
         "namespace": cm.namespace,
-        "uid": format!("00000000-0000-4000-8000-c0f1c0f1c0f1-{}", cm.name.len()),
+        "uid": format!("00000000-0000-4000-8000-{:012x}", cm.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) & 0xffff_ffff_ffff),
         "resourceVersion": "1",
         "creationTimestamp": "2026-01-01T00:00:00Z",
     })
