@@ -886,3 +886,32 @@ async fn nodes_added_at_runtime_get_a_kubelet_and_appear_in_lists() {
         .unwrap();
     assert!(nodes.stdout.contains("node/node-late"), "{nodes:?}");
 }
+
+#[tokio::test]
+async fn a_thousand_node_cluster_serves_every_kubelet_and_lists_every_pod() {
+    let cluster = Cluster::start(ClusterSpec::uniform(1_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(cluster.kubelets().nodes().len(), 1_000);
+    for name in ["node-0", "node-499", "node-999"] {
+        let (status, body) = kubelet_body(&cluster, name, Some(cluster.server_token()))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            body.matches("container_cpu_usage_seconds_total{").count(),
+            3,
+            "{name}: {body}"
+        );
+    }
+    let (status, body) = cluster
+        .api_get(
+            "/api/v1/pods?fieldSelector=status.phase%3DRunning",
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3_000);
+}
