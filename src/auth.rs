@@ -9,6 +9,16 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+pub mod access_review;
+pub mod chain;
+pub mod delegated;
+pub mod front_proxy;
+pub mod token_review;
+pub mod x509;
+
+#[cfg(test)]
+mod tests;
+
 /// The authenticated identity of a caller.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct UserInfo {
@@ -21,6 +31,13 @@ pub struct UserInfo {
     /// Extra attributes (keys lower-cased).
     pub extra: BTreeMap<String, Vec<String>>,
 }
+
+/// The user name of a caller who presented no credentials.
+pub const ANONYMOUS_USER: &str = "system:anonymous";
+/// The group of a caller who presented no credentials.
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+/// The group every authenticated user belongs to.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 
 /// What a caller presented, borrowed from the connection and the request.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +96,10 @@ pub enum Error {
     /// A review could not be completed (API server unreachable, bad response).
     #[error("review request failed: {0}")]
     Review(String),
+    /// Delegated auth could not be set up (CA file, kubeconfig, ConfigMap lookup); only returned by
+    /// [`delegated::build`] at startup, never for a request.
+    #[error("cannot set up delegated authentication: {0}")]
+    Setup(String),
 }
 
 /// Turns credentials into a user.
@@ -99,4 +120,18 @@ pub trait Authorizer: Send + Sync + 'static {
         user: &'a UserInfo,
         attributes: &'a Attributes,
     ) -> BoxFuture<'a, Result<Decision, Error>>;
+}
+
+// === impl UserInfo ===
+
+impl UserInfo {
+    /// The identity of a caller without credentials (`system:anonymous` in `system:unauthenticated`), which the
+    /// server authorizes like any other user: nothing is served to anonymous callers unless RBAC allows it.
+    pub fn anonymous() -> UserInfo {
+        UserInfo {
+            name: ANONYMOUS_USER.to_owned(),
+            groups: vec![UNAUTHENTICATED_GROUP.to_owned()],
+            ..UserInfo::default()
+        }
+    }
 }

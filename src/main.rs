@@ -1,1 +1,40 @@
-fn main() {}
+//! The binary: flags → telemetry → `Config` → `runtime::run` → exit code. Only this file chooses exit codes.
+
+use std::process::ExitCode;
+
+use resource_metrics_server::config::{self, Config, LogFormat};
+use resource_metrics_server::{runtime, shutdown, telemetry};
+
+const EX_USAGE: u8 = 64; // sysexits.h: the command line was wrong.
+
+fn main() -> ExitCode {
+    let (args, ignored) = match config::parse_args(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let _ = error.print(); // `--help` and `--version` end here too, with success.
+            return ExitCode::from(if error.use_stderr() { EX_USAGE } else { 0 });
+        }
+    };
+    let format = LogFormat::parse(&args.logging_format).unwrap_or_default(); // bad: Config reports it
+    if let Err(error) = telemetry::init(format, args.verbosity) {
+        eprintln!("cannot initialise logging: {error}");
+    }
+    ignored
+        .iter()
+        .for_each(|warning| tracing::warn!("{warning}"));
+    let result = Config::try_from(args).map(|config| {
+        let rt = tokio::runtime::Runtime::new()?;
+        anyhow::Ok(rt.block_on(async { runtime::run(config, shutdown::os_signal()).await })?)
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}

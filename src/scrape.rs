@@ -4,10 +4,46 @@
 //! concurrency and a per-request deadline, so load is flat rather than one burst per tick. A failing node costs
 //! only itself: its failure is counted and logged, never an abort of the loop. Results go to a [`BatchSink`]
 //! (implemented by `storage`); this module knows nothing of how they are stored.
+//!
+//! # Design
+//! One scheduler task walks the [`schedule`] in phase order and hands due nodes to a fixed pool of
+//! `max_concurrency` workers over a bounded channel; each worker owns its body buffer, so a steady state allocates
+//! nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
+//! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes
+//! of one node never overlap. Membership is refreshed from the [`ClusterView`] at each round start: a joining node
+//! is scraped from the next round on, at its own phase; a leaving node is forgotten by the sink, the self-metrics
+//! and the connection pool.
 
 pub mod decode;
+pub mod kubelet;
+pub(crate) mod schedule;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cluster::{ClusterView, NodeInfo};
+use crate::shutdown;
+use crate::telemetry::SelfMetrics;
+use crate::time;
+
+pub use kubelet::{KubeletClient, KubeletClientConfig, TokenSource};
+pub use schedule::phase_of;
+use schedule::{Schedule, Slot, SlotState};
+
+/// Default bound on scrapes in flight. Loopback measurements put a kubelet exchange at a few ms, so 64 workers
+/// cover 20,000 nodes per 15 s round many times over while keeping a few slow or hanging kubelets (each held for at
+/// most the request timeout) from delaying the rest.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// A failing node is logged on its first failure, then at most once per this interval (plus on recovery), so a
+/// dead node does not flood the log every resolution.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A worker's body buffer is released after a body larger than this, so one huge answer does not pin memory.
+const RETAINED_BUFFER_BYTES: usize = 4 << 20;
 
 /// Receives the outcome of each node scrape. Implemented by `storage`; called from scrape workers, so it must
 /// not block for long.
@@ -45,5 +81,362 @@ impl Heartbeat {
             .load(std::sync::atomic::Ordering::Relaxed);
         let limit_ms = i64::try_from(resolution.as_millis() * 3 / 2).unwrap_or(i64::MAX);
         last == 0 || now_ms.saturating_sub(last) <= limit_ms
+    }
+}
+
+/// Why one node scrape failed. Every variant that involves the network names the address dialled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The whole exchange did not finish within `--kubelet-request-timeout`.
+    #[error("timed out after {elapsed:?} scraping kubelet at {address}")]
+    Timeout {
+        /// `host:port` dialled.
+        address: String,
+        /// Time spent before giving up.
+        elapsed: Duration,
+    },
+    /// TCP connect (or name resolution) failed.
+    #[error("cannot connect to kubelet at {address}: {source}")]
+    Connect {
+        /// `host:port` dialled.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (x509: unknown authority, name mismatch with the SANs presented, ...).
+    #[error("TLS handshake with kubelet at {address} failed: {source}")]
+    Tls {
+        /// `host:port` dialled.
+        address: String,
+        /// The handshake error (wraps the rustls error, which names the SANs on a name mismatch).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed (connection reset, malformed response).
+    #[error("HTTP request to kubelet at {address} failed: {source}")]
+    Http {
+        /// `host:port` dialled.
+        address: String,
+        /// The hyper error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// The kubelet answered something other than 200.
+    #[error("kubelet at {address} answered {status}: {body}")]
+    Status {
+        /// `host:port` dialled.
+        address: String,
+        /// HTTP status code.
+        status: u16,
+        /// The first bytes of the body (the kubelet's reason for 401/403).
+        body: String,
+    },
+    /// The body exceeded the cap.
+    #[error("body from kubelet at {address} exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// `host:port` dialled.
+        address: String,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The gzip stream was corrupt.
+    #[error("cannot decompress the body from kubelet at {address}: {source}")]
+    Decompress {
+        /// `host:port` dialled.
+        address: String,
+        /// The decompression error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host or path cannot form a request (bad characters in an annotation or address).
+    #[error("cannot build a request for kubelet at {address}")]
+    InvalidTarget {
+        /// `host:port` that would have been dialled.
+        address: String,
+    },
+    /// The body is not a valid resource-metrics exposition.
+    #[error("cannot decode the body from kubelet at {address}: {source}")]
+    Decode {
+        /// `host:port` dialled.
+        address: String,
+        /// The decoder's error (line and reason).
+        #[source]
+        source: decode::Error,
+    },
+    /// The kubelet said it failed to collect (`resource_scrape_error 1`).
+    #[error("kubelet at {address} reported resource_scrape_error 1")]
+    KubeletError {
+        /// `host:port` dialled.
+        address: String,
+    },
+}
+
+/// The scrape loop and its dependencies (passed in, never global).
+pub struct Scraper {
+    /// Which nodes to scrape and where.
+    pub cluster: Arc<dyn ClusterView>,
+    /// The kubelet HTTPS client.
+    pub client: KubeletClient,
+    /// Where decoded batches go (storage).
+    pub sink: Arc<dyn BatchSink>,
+    /// Self-metrics.
+    pub metrics: Arc<SelfMetrics>,
+    /// Liveness heartbeat, beaten at each round start.
+    pub heartbeat: Arc<Heartbeat>,
+    /// `--metric-resolution`: the length of one round.
+    pub resolution: Duration,
+    /// Bound on scrapes in flight (≥ 1); [`DEFAULT_MAX_CONCURRENCY`] unless configured.
+    pub max_concurrency: usize,
+}
+
+/// What a worker needs; shared by all workers.
+struct Shared {
+    client: KubeletClient,
+    sink: Arc<dyn BatchSink>,
+    metrics: Arc<SelfMetrics>,
+}
+
+/// One due node handed to a worker.
+struct Job {
+    info: Arc<NodeInfo>,
+    state: Arc<SlotState>,
+    /// Held until the scrape ends, so the round's duration is measured when its last scrape finishes.
+    _round: Arc<Round>,
+}
+
+/// RAII measurement of one round: from its start until the last of its scrapes finishes.
+struct Round {
+    started: Instant,
+    metrics: Arc<SelfMetrics>,
+}
+
+// === impl Error ===
+
+impl Error {
+    /// The `reason` label of `resource_metrics_server_scrape_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Timeout { .. } => "timeout",
+            Error::Connect { .. } | Error::Http { .. } | Error::InvalidTarget { .. } => "connect",
+            Error::Tls { .. } => "tls",
+            Error::Status { .. } => "http_status",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::Decompress { .. } | Error::Decode { .. } => "decode",
+            Error::KubeletError { .. } => "kubelet_error",
+        }
+    }
+}
+
+// === impl Scraper ===
+
+impl Scraper {
+    /// Runs rounds until `shutdown`: exits between slots, abandoning scrapes in flight (their results no longer
+    /// matter once the server is stopping).
+    pub async fn run(self, shutdown: shutdown::Signal) {
+        let workers = self.max_concurrency.max(1);
+        let shared = Arc::new(Shared {
+            client: self.client.clone(),
+            sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let (jobs, receiver) = mpsc::channel::<Job>(workers);
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            tasks.spawn(work(shared.clone(), receiver.clone(), shutdown.clone()));
+        }
+        let mut schedule = Schedule::new(self.resolution);
+        let mut round_start = Instant::now();
+        tracing::info!(resolution = ?self.resolution, workers, "scrape loop started");
+        while self
+            .run_round(&mut schedule, round_start, (&jobs, &shared), &shutdown)
+            .await
+        {
+            round_start = schedule::next_round_start(round_start, self.resolution, Instant::now());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(round_start) => {}
+            }
+        }
+        drop(jobs);
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("scrape loop stopped");
+    }
+
+    /// One round: heartbeat, membership refresh, then every node at its phase. `false` when shutdown started.
+    async fn run_round(
+        &self,
+        schedule: &mut Schedule,
+        round_start: Instant,
+        (jobs, shared): (&mpsc::Sender<Job>, &Shared),
+        shutdown: &shutdown::Signal,
+    ) -> bool {
+        self.heartbeat.beat(time::now_ms());
+        self.refresh(schedule, shared);
+        tracing::debug!(nodes = schedule.len(), "scrape round started");
+        let round = Arc::new(Round {
+            started: round_start,
+            metrics: self.metrics.clone(),
+        });
+        for slot in schedule.in_phase_order() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep_until(round_start + slot.phase) => {}
+            }
+            let Some(job) = self.job(slot, &round) else {
+                continue;
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                sent = jobs.send(job) => if sent.is_err() { return false },
+            }
+        }
+        true
+    }
+
+    /// The job for a due slot, or `None` when the node cannot or must not be scraped now.
+    fn job(&self, slot: &Slot, round: &Arc<Round>) -> Option<Job> {
+        if slot.info.target.is_none() {
+            // Logged once by the node watch; counted every round, as metrics-server fails such a node every tick.
+            self.metrics.scrape_failure("no_address");
+            return None;
+        }
+        if !slot.state.try_start() {
+            tracing::debug!(node = %slot.info.name, "previous scrape still in flight; skipping this slot");
+            return None;
+        }
+        Some(Job {
+            info: slot.info.clone(),
+            state: slot.state.clone(),
+            _round: round.clone(),
+        })
+    }
+
+    /// Takes the current node set; forgets nodes that left and closes idle connections.
+    fn refresh(&self, schedule: &mut Schedule, shared: &Shared) {
+        for slot in schedule.refresh(self.cluster.nodes()) {
+            if slot.state.retire() {
+                shared.forget(&slot.info.name);
+            } else {
+                tracing::debug!(node = %slot.info.name, "node left during its scrape; forgetting it afterwards");
+            }
+        }
+        self.client.prune_idle();
+    }
+}
+
+impl std::fmt::Debug for Scraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraper")
+            .field("resolution", &self.resolution)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker: takes due nodes until the channel closes or shutdown starts, reusing one body buffer.
+async fn work(
+    shared: Arc<Shared>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    shutdown: shutdown::Signal,
+) {
+    let mut body = Vec::new();
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            job = async { jobs.lock().await.recv().await } => job,
+        };
+        let Some(job) = job else { return };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = shared.scrape(&job, &mut body) => {}
+        }
+        if job.state.finish() {
+            shared.forget(&job.info.name);
+        }
+        if body.capacity() > RETAINED_BUFFER_BYTES {
+            body = Vec::new();
+        }
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// A node left: drop its data, its per-node self-metrics and its connection.
+    fn forget(&self, node: &str) {
+        tracing::info!(%node, "node left; forgetting its metrics");
+        self.sink.forget(node);
+        self.metrics.forget_node(node);
+        self.client.forget(node);
+    }
+
+    /// Scrapes one node: fetch, decode, hand to the sink; count and log the outcome.
+    async fn scrape(&self, job: &Job, body: &mut Vec<u8>) {
+        let Some(target) = job.info.target.as_ref() else {
+            return;
+        };
+        // Fallback timestamp for samples without one: the wall clock just before sending (metrics-server's rule).
+        let sent_at_ms = time::now_ms();
+        let started = Instant::now();
+        let result = match self.client.fetch(target, body).await {
+            Ok(()) => decode::decode(body, sent_at_ms).map_err(|source| Error::Decode {
+                address: kubelet::address(target),
+                source,
+            }),
+            Err(error) => Err(error),
+        };
+        let elapsed = started.elapsed();
+        // Exact: ms since 1970 fit f64's 53-bit mantissa until the year 287,396.
+        let sent_at_seconds = sent_at_ms as f64 / 1000.0;
+        self.metrics
+            .kubelet_request(&target.node, elapsed, result.is_ok(), sent_at_seconds);
+        match result {
+            Ok(batch) => {
+                if batch.kubelet_error {
+                    // The batch still goes to the sink: it carries the flag and whatever series are valid.
+                    self.failed(
+                        job,
+                        &Error::KubeletError {
+                            address: kubelet::address(target),
+                        },
+                        elapsed,
+                    );
+                } else if let Some(failures) = job.state.with_log(|log| log.success()) {
+                    tracing::info!(node = %target.node, address = %kubelet::address(target), failures, "kubelet scrape recovered");
+                }
+                self.sink.accept(&target.node, batch);
+            }
+            Err(error) => self.failed(job, &error, elapsed),
+        }
+    }
+
+    fn failed(&self, job: &Job, error: &Error, elapsed: Duration) {
+        self.metrics.scrape_failure(error.reason());
+        let Some(target) = job.info.target.as_ref() else {
+            return;
+        };
+        let Some(failures) = job
+            .state
+            .with_log(|log| log.failure(Instant::now(), FAILURE_LOG_INTERVAL))
+        else {
+            return;
+        };
+        let address = kubelet::address(target);
+        if target.ready {
+            tracing::warn!(node = %target.node, %address, ?elapsed, failures, %error, "kubelet scrape failed");
+        } else {
+            tracing::debug!(node = %target.node, %address, ?elapsed, failures, %error, "kubelet scrape of NotReady node failed");
+        }
+    }
+}
+
+// === impl Round ===
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        self.metrics.tick(self.started.elapsed());
     }
 }

@@ -2,54 +2,82 @@
 //!
 //! [`SelfMetrics`] is the one place the metrics engine is named; other modules record through its methods and never
 //! see an engine type. It keeps metrics-server's six `metrics_server_*` families (same names, labels and buckets) so
-//! dashboards carry over, plus our own `resource_metrics_server_*` families.
+//! dashboards carry over, plus our own `resource_metrics_server_*` families. Metrics live in a registry owned by
+//! the `SelfMetrics` value (no global registry), created by `runtime` and passed down.
+//!
+//! This module must not serve HTTP (the `server` module calls [`SelfMetrics::render`]).
 
-use std::time::Duration;
+mod self_metrics;
 
-/// The server's self-metrics (to be implemented by the serving work; signatures are the contract).
-#[derive(Debug, Default)]
-pub struct SelfMetrics {}
+pub use self_metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, SelfMetrics, tick_buckets};
 
-impl SelfMetrics {
-    /// A fresh set of metrics with every family registered.
-    pub fn new() -> Self {
-        SelfMetrics {}
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// The subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A global subscriber was already set (e.g. `init` called twice).
+    #[error("cannot install the log subscriber: {0}")]
+    Install(String),
+}
+
+/// Installs the global tracing subscriber, writing to stderr in `format`.
+///
+/// `RUST_LOG`, when set and valid, replaces the level derived from `verbosity` (see [`filter_directives`]).
+///
+/// # Errors
+/// [`Error::Install`] when a global subscriber is already installed.
+pub fn init(format: LogFormat, verbosity: u8) -> Result<(), Error> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(filter_directives(verbosity)));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    result.map_err(|e| Error::Install(e.to_string()))
+}
+
+/// The `EnvFilter` directives for a klog-style `-v` level.
+///
+/// 0–1: `info` everywhere. 2–4: debug for this crate (per-request and per-scrape lines), info for libraries.
+/// 5 and above: trace for this crate and debug for libraries; library trace output (every TLS record and HTTP/2
+/// frame) would drown the server's own lines, so it is only reachable through `RUST_LOG`.
+pub fn filter_directives(verbosity: u8) -> &'static str {
+    match verbosity {
+        0..=1 => "info",
+        2..=4 => "info,resource_metrics_server=debug",
+        _ => "debug,resource_metrics_server=trace",
     }
-    /// One kubelet request finished: `metrics_server_kubelet_request_duration_seconds{node}`,
-    /// `metrics_server_kubelet_request_total{success}`, `metrics_server_kubelet_last_request_time_seconds{node}`
-    /// (`at_unix_seconds` = when the request was sent).
-    pub fn kubelet_request(
-        &self,
-        node: &str,
-        duration: Duration,
-        success: bool,
-        at_unix_seconds: f64,
-    ) {
-        let _ = (node, duration, success, at_unix_seconds);
-    }
-    /// A failed scrape, by cause (`timeout`, `connect`, `tls`, `http_status`, `decode`, `body_too_large`,
-    /// `kubelet_error`, `no_address`): `resource_metrics_server_scrape_failures_total{reason}`.
-    pub fn scrape_failure(&self, reason: &'static str) {
-        let _ = reason;
-    }
-    /// A node left: remove its per-node series.
-    pub fn forget_node(&self, node: &str) {
-        let _ = node;
-    }
-    /// One full scrape round (every node's phase once): `metrics_server_manager_tick_duration_seconds`.
-    pub fn tick(&self, duration: Duration) {
-        let _ = duration;
-    }
-    /// Servable points: `metrics_server_storage_points{type="node"|"container"}`.
-    pub fn storage_points(&self, nodes: u64, containers: u64) {
-        let _ = (nodes, containers);
-    }
-    /// Age of one returned object's metric (now − timestamp): `metrics_server_api_metric_freshness_seconds`.
-    pub fn freshness(&self, age_seconds: f64) {
-        let _ = age_seconds;
-    }
-    /// Prometheus text exposition (format 0.0.4) of every family.
-    pub fn render(&self) -> Vec<u8> {
-        Vec::new()
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on broken fixtures
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_levels_map_to_filters() {
+        let cases = [
+            (0, "info"),
+            (1, "info"),
+            (2, "info,resource_metrics_server=debug"),
+            (5, "debug,resource_metrics_server=trace"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(filter_directives(v), want, "-v={v}");
+            assert!(
+                EnvFilter::try_new(want).is_ok(),
+                "-v={v} gives a valid filter"
+            );
+        }
     }
 }

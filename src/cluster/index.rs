@@ -1,5 +1,396 @@
-//! In-memory index of nodes and Running pods fed by the watches (or by tests); implements `ClusterView`.
+//! In-memory index of nodes and Running pods fed by the watches (or by tests); implements [`ClusterView`].
+//!
+//! Nodes are kept by name in a `BTreeMap`, so `nodes()` comes out sorted; the `--node-selector` is applied there
+//! and not in `node()` (metrics-server's get ignores the selector). Pods are kept by namespace, then name, so a
+//! namespaced list is one map lookup plus an in-order walk. Namespace names are interned: every pod of a namespace
+//! shares one `Arc<str>`.
+//!
+//! Writers (the watches) take a short std `RwLock` write section per event; readers copy `Arc`s out under the read
+//! lock and never hold it across an `.await`. This module must not talk to the API server.
 
-/// The cluster index (to be written).
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::{ClusterView, Labels, NodeInfo, PodInfo};
+
+/// The cluster index: nodes, Running pods and whether both watches have completed their first list.
 #[derive(Debug, Default)]
-pub struct Index {}
+pub struct Index {
+    selector: NodeSelector,
+    state: RwLock<State>,
+    nodes_synced: AtomicBool,
+    pods_synced: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    nodes: BTreeMap<Arc<str>, Arc<NodeInfo>>,
+    /// namespace → pod name → pod. Empty namespaces are removed so that interned names do not pile up.
+    pods: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Arc<PodInfo>>>,
+    /// Distinct pod label sets. Pods of one ReplicaSet or DaemonSet revision carry identical labels, so at 5,000
+    /// nodes most of 150,000 pods share a handful of maps instead of holding one each.
+    labels: HashSet<Arc<Labels>>,
+}
+
+/// A parsed `--node-selector`: every requirement must hold (comma = AND).
+///
+/// Grammar (apimachinery's `labels.Parse`): `key=value`, `key==value`, `key!=value`, `key in (a,b)`,
+/// `key notin (a,b)`, `key` (exists) and `!key` (does not exist). The empty selector matches every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSelector {
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+/// A `--node-selector` that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid node selector {selector:?}: {reason}")]
+pub struct SelectorError {
+    /// The selector as given.
+    pub selector: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+// === impl Index ===
+
+impl Index {
+    /// An empty, unsynced index that lists only nodes matching `selector`.
+    pub fn new(selector: NodeSelector) -> Self {
+        Index {
+            selector,
+            ..Index::default()
+        }
+    }
+
+    /// Adds or replaces one node.
+    pub fn apply_node(&self, node: NodeInfo) {
+        let mut state = self.write();
+        state.nodes.insert(node.name.clone(), Arc::new(node));
+    }
+
+    /// Removes one node (no-op when absent).
+    pub fn delete_node(&self, name: &str) {
+        self.write().nodes.remove(name);
+    }
+
+    /// Replaces the whole node set (after a watch (re)list) and marks nodes as synced.
+    pub fn replace_nodes(&self, nodes: Vec<NodeInfo>) {
+        let map = nodes
+            .into_iter()
+            .map(|n| (n.name.clone(), Arc::new(n)))
+            .collect();
+        self.write().nodes = map;
+        self.nodes_synced.store(true, Ordering::Release);
+    }
+
+    /// Adds or replaces one Running pod; the namespace name is interned.
+    pub fn apply_pod(&self, namespace: &str, name: &str, labels: Labels) {
+        let mut state = self.write();
+        let pod = state.make_pod(namespace, name, labels);
+        state.insert_pod(pod);
+    }
+
+    /// Removes one pod (no-op when absent).
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        let mut state = self.write();
+        let (removed, emptied) = match state.pods.get_mut(namespace) {
+            Some(pods) => (pods.remove(name), pods.is_empty()),
+            None => (None, false),
+        };
+        if emptied {
+            state.pods.remove(namespace);
+        }
+        if let Some(pod) = removed {
+            state.release_labels(&pod);
+        }
+    }
+
+    /// Replaces every pod (after a watch (re)list) and marks pods as synced. Items are `(namespace, name, labels)`.
+    pub fn replace_pods(&self, pods: impl IntoIterator<Item = (String, String, Labels)>) {
+        // Build the new map off-lock; namespaces are interned within the new map.
+        let mut fresh = State::default();
+        for (namespace, name, labels) in pods {
+            let pod = fresh.make_pod(&namespace, &name, labels);
+            fresh.insert_pod(pod);
+        }
+        let mut state = self.write();
+        state.pods = fresh.pods;
+        state.labels = fresh.labels;
+        drop(state);
+        self.pods_synced.store(true, Ordering::Release);
+    }
+
+    /// Number of known nodes (selected or not) and Running pods.
+    pub fn len(&self) -> (usize, usize) {
+        let state = self.read();
+        (
+            state.nodes.len(),
+            state.pods.values().map(BTreeMap::len).sum(),
+        )
+    }
+
+    /// The index holds no node and no pod.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-written map: every write is a single insert/remove
+        // or a whole-map swap, so the data behind a poisoned lock is still consistent.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ClusterView for Index {
+    fn is_synced(&self) -> bool {
+        self.nodes_synced.load(Ordering::Acquire) && self.pods_synced.load(Ordering::Acquire)
+    }
+
+    fn nodes(&self) -> Vec<Arc<NodeInfo>> {
+        let state = self.read();
+        state
+            .nodes
+            .values()
+            .filter(|n| self.selector.matches(&n.labels))
+            .cloned()
+            .collect()
+    }
+
+    fn node(&self, name: &str) -> Option<Arc<NodeInfo>> {
+        self.read().nodes.get(name).cloned()
+    }
+
+    fn pods(&self, namespace: Option<&str>) -> Vec<Arc<PodInfo>> {
+        let state = self.read();
+        match namespace {
+            Some(ns) => state
+                .pods
+                .get(ns)
+                .map(|pods| pods.values().cloned().collect())
+                .unwrap_or_default(),
+            None => state
+                .pods
+                .values()
+                .flat_map(|pods| pods.values().cloned())
+                .collect(),
+        }
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
+        self.read().pods.get(namespace)?.get(name).cloned()
+    }
+}
+
+// === impl State ===
+
+impl State {
+    fn make_pod(&mut self, namespace: &str, name: &str, labels: Labels) -> PodInfo {
+        let namespace = match self.pods.get_key_value(namespace) {
+            Some((interned, _)) => interned.clone(),
+            None => Arc::from(namespace),
+        };
+        let labels = match self.labels.get(&labels) {
+            Some(shared) => shared.clone(),
+            None => {
+                let labels = Arc::new(labels);
+                self.labels.insert(labels.clone());
+                labels
+            }
+        };
+        PodInfo {
+            namespace,
+            name: Arc::from(name),
+            labels,
+        }
+    }
+
+    /// Drops `pod`'s label set from the interner when no other pod uses it. (A label map still referenced from
+    /// elsewhere, e.g. a response being built, stays interned until the next relist; that is bounded and harmless.)
+    fn release_labels(&mut self, pod: &PodInfo) {
+        // One reference from the interner, one from this pod: nobody else shares it.
+        if Arc::strong_count(&pod.labels) <= 2 {
+            self.labels.remove(&*pod.labels);
+        }
+    }
+
+    fn insert_pod(&mut self, pod: PodInfo) {
+        let namespace = pod.namespace.clone();
+        let replaced = self
+            .pods
+            .entry(namespace)
+            .or_default()
+            .insert(pod.name.clone(), Arc::new(pod));
+        if let Some(old) = replaced {
+            self.release_labels(&old);
+        }
+    }
+}
+
+// === impl NodeSelector ===
+
+impl NodeSelector {
+    /// Parses metrics-server's `--node-selector` (see the type's docs for the grammar).
+    ///
+    /// # Errors
+    /// [`SelectorError`] naming the selector and the first problem found.
+    pub fn parse(input: &str) -> Result<Self, SelectorError> {
+        let err = |reason| SelectorError {
+            selector: input.to_owned(),
+            reason,
+        };
+        let mut requirements = Vec::new();
+        for term in split_terms(input).map_err(err)? {
+            let term = term.trim();
+            if term.is_empty() {
+                if input.trim().is_empty() {
+                    continue;
+                }
+                return Err(err("empty requirement"));
+            }
+            requirements.push(parse_requirement(term).map_err(err)?);
+        }
+        Ok(NodeSelector { requirements })
+    }
+
+    /// Every requirement holds for `labels`.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// The selector has no requirement (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+}
+
+impl Requirement {
+    fn matches(&self, labels: &Labels) -> bool {
+        match self {
+            Requirement::Equals(k, v) => labels.get(k) == Some(v),
+            // apimachinery: `!=` also matches objects that lack the key.
+            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+        }
+    }
+}
+
+/// Splits on commas that are not inside parentheses.
+fn split_terms(input: &str) -> Result<Vec<&str>, &'static str> {
+    let mut terms = Vec::new();
+    let mut depth = 0u32;
+    let mut start = 0;
+    for (i, c) in input.char_indices() {
+        match c {
+            '(' if depth > 0 => return Err("nested parentheses"),
+            '(' => depth += 1,
+            ')' if depth == 0 => return Err("unbalanced ')'"),
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&input[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('");
+    }
+    terms.push(&input[start..]);
+    Ok(terms)
+}
+
+fn parse_requirement(term: &str) -> Result<Requirement, &'static str> {
+    if let Some(key) = term.strip_prefix('!') {
+        return Ok(Requirement::DoesNotExist(valid_key(key.trim())?));
+    }
+    if let Some((key, value)) = term.split_once("!=") {
+        return Ok(Requirement::NotEquals(
+            valid_key(key.trim())?,
+            valid_value(value.trim())?,
+        ));
+    }
+    if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        return Ok(Requirement::Equals(
+            valid_key(key.trim())?,
+            valid_value(value.trim())?,
+        ));
+    }
+    if let Some(open) = term.find('(') {
+        let head = term[..open].trim_end();
+        let list = term[open + 1..].strip_suffix(')').ok_or("text after ')'")?;
+        let values = list
+            .split(',')
+            .map(|v| valid_value(v.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(key) = head.strip_suffix(" notin") {
+            return Ok(Requirement::NotIn(valid_key(key.trim())?, values));
+        }
+        if let Some(key) = head.strip_suffix(" in") {
+            return Ok(Requirement::In(valid_key(key.trim())?, values));
+        }
+        return Err("expected 'in' or 'notin' before '('");
+    }
+    Ok(Requirement::Exists(valid_key(term)?))
+}
+
+/// A label key: optional DNS-subdomain prefix and `/`, then a name of ≤ 63 alphanumerics, `-`, `_`, `.`.
+fn valid_key(key: &str) -> Result<String, &'static str> {
+    let name = match key.rsplit_once('/') {
+        Some((prefix, name)) => {
+            let prefix_ok = !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if !prefix_ok {
+                return Err("invalid label key prefix");
+            }
+            name
+        }
+        None => key,
+    };
+    if name.is_empty() || !is_label_name(name) {
+        return Err("invalid label key");
+    }
+    Ok(key.to_owned())
+}
+
+/// A label value: empty, or ≤ 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+fn valid_value(value: &str) -> Result<String, &'static str> {
+    if value.is_empty() || is_label_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err("invalid label value")
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests;

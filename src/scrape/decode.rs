@@ -1,6 +1,8 @@
 //! Kubelet `/metrics/resource` body (Prometheus text 0.0.4) → [`NodeBatch`]. Pure, allocation-light, fuzzed and
 //! benchmarked; knows nothing of sockets or storage.
 
+use std::collections::HashMap;
+
 use crate::time::TimestampMs;
 
 /// A cumulative CPU counter sample.
@@ -63,3 +65,698 @@ pub struct NodeBatch {
     /// Series of a used family rejected individually (NaN, ±Inf, negative, > i64::MAX, missing labels).
     pub rejected_series: u32,
 }
+
+/// Why a whole body was refused. Cheap to build (no allocation); rendered only when logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A line of a used family is not valid Prometheus text 0.0.4 (bad label set, value token, or timestamp,
+    /// including a negative or non-integer timestamp).
+    #[error("malformed kubelet metrics body at line {line}: {reason}")]
+    Malformed {
+        /// 1-based line number in the body.
+        line: usize,
+        /// What was wrong, as a fixed phrase.
+        reason: &'static str,
+    },
+}
+
+/// Decodes one kubelet `/metrics/resource` body (Prometheus text 0.0.4, uncompressed).
+///
+/// `default_timestamp_ms` (ms since the epoch, normally the request send time) stamps samples that carry no
+/// timestamp of their own.
+///
+/// Rules:
+/// - Used families (exact name, followed by `{`, a blank or the end of the name token): `node_cpu_usage_seconds_total`,
+///   `node_memory_working_set_bytes`, `node_swap_usage_bytes`, `container_cpu_usage_seconds_total`,
+///   `container_memory_working_set_bytes`, `container_swap_usage_bytes`, `container_start_time_seconds`,
+///   `resource_scrape_error`, `scrape_error`, and the Kubernetes 1.18.0 names `node_cpu_usage_seconds` /
+///   `container_cpu_usage_seconds`. Every other line (comments including `# HELP`/`# TYPE`/`# EOF`, blank lines,
+///   `pod_*`, unknown families) is skipped without being parsed.
+/// - Labels are parsed properly (escapes `\\`, `\"`, `\n`; any other escape is malformed), in any order; unknown
+///   labels are ignored. A container series without a non-empty `container`, `namespace` and `pod` is rejected.
+/// - Values are Go float text. NaN, ±Inf, negative values, and values whose converted unit (ns, bytes, ms) exceeds
+///   `i64::MAX` are rejected. CPU seconds → ns and start-time seconds → ms are rounded to the nearest unit; bytes
+///   are rounded to the nearest byte.
+/// - A rejected series counts once in [`NodeBatch::rejected_series`] and is dropped as if its line were absent
+///   (it creates no container and does not overwrite an earlier valid duplicate).
+/// - Timestamps are optional integer ms; `container_start_time_seconds` uses its value, never its timestamp.
+/// - Duplicate series: the last valid line wins. `resource_scrape_error` / `scrape_error` value 1 sets
+///   [`NodeBatch::kubelet_error`]; 0 clears it for that family; any other value is a rejected series.
+/// - OpenMetrics is not requested: `# EOF` is an ordinary comment, and OpenMetrics float-seconds timestamps fail
+///   as malformed. Integer timestamps are always read as ms.
+///
+/// # Errors
+/// [`Error::Malformed`] for the whole body when a line of a used family cannot be parsed (including a negative,
+/// non-integer or overflowing timestamp, invalid UTF-8 in a used label value, or a duplicate
+/// `container`/`namespace`/`pod` label). Malformed lines of unused families are ignored.
+pub fn decode(body: &[u8], default_timestamp_ms: TimestampMs) -> Result<NodeBatch, Error> {
+    let mut builder = Builder::new(body.len(), default_timestamp_ms);
+    let mut rest = body;
+    let mut line_no = 0usize;
+    while !rest.is_empty() {
+        line_no += 1;
+        let (mut line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        while let [b' ' | b'\t', tail @ ..] = line {
+            line = tail;
+        }
+        // Cheap check before the parse: only names starting with these bytes can be used families.
+        if !matches!(line.first(), Some(b'c' | b'n' | b'r' | b's')) {
+            continue;
+        }
+        if let [head @ .., b'\r'] = line {
+            line = head;
+        }
+        builder.line(line).map_err(|reason| Error::Malformed {
+            line: line_no,
+            reason,
+        })?;
+    }
+    Ok(builder.finish())
+}
+
+/// The families the decoder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    NodeCpu,
+    NodeMemory,
+    NodeSwap,
+    ContainerCpu,
+    ContainerMemory,
+    ContainerSwap,
+    ContainerStart,
+    ResourceScrapeError,
+    ScrapeError,
+}
+
+impl Family {
+    /// Matches a used family name at the start of `line`, followed by `{`, a blank or the end of the line, and
+    /// returns the text after the name. One or two byte checks pick the candidates, then one prefix compare.
+    fn split_name(line: &[u8]) -> Option<(Self, &[u8])> {
+        const CPU_TOTAL: &[u8] = b"container_cpu_usage_seconds_total";
+        let candidates: &[(&[u8], Self)] =
+            match (line.first()?, line.get(5)?, line.get(10)?, line.get(11)?) {
+                (b'c', _, b'c', _) => &[
+                    (CPU_TOTAL, Self::ContainerCpu),
+                    (b"container_cpu_usage_seconds", Self::ContainerCpu),
+                ],
+                (b'c', _, b'm', _) => {
+                    &[(b"container_memory_working_set_bytes", Self::ContainerMemory)]
+                }
+                (b'c', _, b's', b't') => &[(b"container_start_time_seconds", Self::ContainerStart)],
+                (b'c', _, b's', b'w') => &[(b"container_swap_usage_bytes", Self::ContainerSwap)],
+                (b'n', b'c', _, _) => &[
+                    (b"node_cpu_usage_seconds_total", Self::NodeCpu),
+                    (b"node_cpu_usage_seconds", Self::NodeCpu),
+                ],
+                (b'n', b'm', _, _) => &[(b"node_memory_working_set_bytes", Self::NodeMemory)],
+                (b'n', b's', _, _) => &[(b"node_swap_usage_bytes", Self::NodeSwap)],
+                (b'r', _, _, _) => &[(b"resource_scrape_error", Self::ResourceScrapeError)],
+                (b's', _, _, _) => &[(b"scrape_error", Self::ScrapeError)],
+                _ => return None,
+            };
+        candidates.iter().find_map(|&(name, family)| {
+            let rest = line.strip_prefix(name)?;
+            matches!(rest.first(), None | Some(b'{' | b' ' | b'\t')).then_some((family, rest))
+        })
+    }
+}
+
+/// A container identity as it appears in the body: raw (still escaped) label values, in the kubelet's own sort
+/// order (`container`, `namespace`, `pod`). Escapes are canonical (only `\\`, `\"`, `\n` are accepted), so raw
+/// equality is equality of the unescaped names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Key<'a> {
+    container: &'a [u8],
+    namespace: &'a [u8],
+    pod: &'a [u8],
+}
+
+/// The three label values that identify a container, as found on one line.
+#[derive(Debug, Default, Clone, Copy)]
+struct Labels<'a> {
+    container: Option<&'a [u8]>,
+    namespace: Option<&'a [u8]>,
+    pod: Option<&'a [u8]>,
+}
+
+impl<'a> Labels<'a> {
+    /// The container key, or `None` when a label is absent or empty (Prometheus: empty means absent).
+    fn key(&self) -> Option<Key<'a>> {
+        match (self.container, self.namespace, self.pod) {
+            (Some(c), Some(n), Some(p)) if !c.is_empty() && !n.is_empty() && !p.is_empty() => {
+                Some(Key {
+                    container: c,
+                    namespace: n,
+                    pod: p,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One container being assembled; names are UTF-8-checked (still escaped) views into the body.
+struct Entry<'a> {
+    key: Key<'a>,
+    names: [&'a str; 3],
+    cpu: Option<CpuSample>,
+    memory: Option<GaugeSample>,
+    swap: Option<GaugeSample>,
+    start_time_ms: Option<TimestampMs>,
+}
+
+/// Accumulates one body's samples.
+///
+/// Containers live in `entries`. While the input arrives in the kubelet's order (each family sorted by
+/// container, namespace, pod) `entries` stays sorted by [`Key`] and lookups are a cursor hit, an append, or a binary
+/// search at the start of each family; the first key that would need an insertion in the middle switches to a
+/// hash index, so any order stays linear.
+struct Builder<'a> {
+    default_timestamp_ms: TimestampMs,
+    node: NodeSample,
+    resource_scrape_error: bool,
+    scrape_error: bool,
+    rejected_series: u32,
+    entries: Vec<Entry<'a>>,
+    cursor: usize,
+    index: Option<HashMap<Key<'a>, usize>>,
+}
+
+/// Upper bound for the up-front container capacity guess.
+const MAX_INITIAL_CONTAINERS: usize = 4096;
+/// Body bytes per container in real bodies (kind: ~500 B per container with pod series and HELP lines).
+const BYTES_PER_CONTAINER_GUESS: usize = 512;
+/// `i64::MAX + 1` as an exact f64 (2^63): converted values must be strictly below it.
+const I64_LIMIT: f64 = 9_223_372_036_854_775_808.0;
+
+impl<'a> Builder<'a> {
+    fn new(body_len: usize, default_timestamp_ms: TimestampMs) -> Self {
+        Self {
+            default_timestamp_ms,
+            node: NodeSample::default(),
+            resource_scrape_error: false,
+            scrape_error: false,
+            rejected_series: 0,
+            entries: Vec::with_capacity(
+                (body_len / BYTES_PER_CONTAINER_GUESS + 4).min(MAX_INITIAL_CONTAINERS),
+            ),
+            cursor: 0,
+            index: None,
+        }
+    }
+
+    fn reject(&mut self) {
+        self.rejected_series = self.rejected_series.saturating_add(1);
+    }
+
+    /// Handles one line (leading blanks and trailing `\r` already removed).
+    fn line(&mut self, line: &'a [u8]) -> Result<(), &'static str> {
+        let Some((family, rest)) = Family::split_name(line) else {
+            return Ok(());
+        };
+        let sample = parse_sample(rest)?;
+        let ts = sample.timestamp_ms.unwrap_or(self.default_timestamp_ms);
+        let v = sample.value;
+        match family {
+            Family::NodeCpu => match seconds_to_ns(v) {
+                Some(ns) => {
+                    self.node.cpu = Some(CpuSample {
+                        cumulative_cpu_ns: ns,
+                        timestamp_ms: ts,
+                    })
+                }
+                None => self.reject(),
+            },
+            Family::NodeMemory => match whole_bytes(v) {
+                Some(bytes) => {
+                    self.node.memory = Some(GaugeSample {
+                        bytes,
+                        timestamp_ms: ts,
+                    })
+                }
+                None => self.reject(),
+            },
+            Family::NodeSwap => match whole_bytes(v) {
+                Some(bytes) => {
+                    self.node.swap = Some(GaugeSample {
+                        bytes,
+                        timestamp_ms: ts,
+                    })
+                }
+                None => self.reject(),
+            },
+            Family::ResourceScrapeError | Family::ScrapeError => {
+                let flag = if v == 1.0 {
+                    true
+                } else if v == 0.0 {
+                    false
+                } else {
+                    self.reject();
+                    return Ok(());
+                };
+                if family == Family::ResourceScrapeError {
+                    self.resource_scrape_error = flag;
+                } else {
+                    self.scrape_error = flag;
+                }
+            }
+            Family::ContainerCpu => {
+                let Some((key, ns)) = self.accept(sample.labels, seconds_to_ns(v)) else {
+                    return Ok(());
+                };
+                self.entry(key)?.cpu = Some(CpuSample {
+                    cumulative_cpu_ns: ns,
+                    timestamp_ms: ts,
+                });
+            }
+            Family::ContainerMemory => {
+                let Some((key, bytes)) = self.accept(sample.labels, whole_bytes(v)) else {
+                    return Ok(());
+                };
+                self.entry(key)?.memory = Some(GaugeSample {
+                    bytes,
+                    timestamp_ms: ts,
+                });
+            }
+            Family::ContainerSwap => {
+                let Some((key, bytes)) = self.accept(sample.labels, whole_bytes(v)) else {
+                    return Ok(());
+                };
+                self.entry(key)?.swap = Some(GaugeSample {
+                    bytes,
+                    timestamp_ms: ts,
+                });
+            }
+            Family::ContainerStart => {
+                let Some((key, ms)) = self.accept(sample.labels, seconds_to_ms(v)) else {
+                    return Ok(());
+                };
+                self.entry(key)?.start_time_ms = Some(ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// A container series is kept only with a full key and a valid value; otherwise it is counted as rejected.
+    fn accept<T>(&mut self, labels: Labels<'a>, value: Option<T>) -> Option<(Key<'a>, T)> {
+        match (labels.key(), value) {
+            (Some(key), Some(value)) => Some((key, value)),
+            _ => {
+                self.reject();
+                None
+            }
+        }
+    }
+
+    /// The entry for `key`, created if new.
+    fn entry(&mut self, key: Key<'a>) -> Result<&mut Entry<'a>, &'static str> {
+        let idx = self.find_or_insert(key)?;
+        self.cursor = idx + 1;
+        Ok(&mut self.entries[idx])
+    }
+
+    fn find_or_insert(&mut self, key: Key<'a>) -> Result<usize, &'static str> {
+        if self.entries.get(self.cursor).is_some_and(|e| e.key == key) {
+            return Ok(self.cursor);
+        }
+        let len = self.entries.len();
+        if let Some(index) = &mut self.index {
+            if let Some(&idx) = index.get(&key) {
+                return Ok(idx);
+            }
+            self.entries.push(Entry::new(key)?);
+            index.insert(key, len);
+            return Ok(len);
+        }
+        if self.entries.last().is_none_or(|last| last.key < key) {
+            self.entries.push(Entry::new(key)?);
+            return Ok(len);
+        }
+        if let Ok(idx) = self.entries.binary_search_by(|e| e.key.cmp(&key)) {
+            return Ok(idx);
+        }
+        // Out of the kubelet's order: keep `entries` append-only from here on and index it.
+        let entry = Entry::new(key)?;
+        let mut index: HashMap<Key<'a>, usize> =
+            HashMap::with_capacity(len.saturating_mul(2).max(16));
+        index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.key, i)));
+        index.insert(key, len);
+        self.entries.push(entry);
+        self.index = Some(index);
+        Ok(len)
+    }
+
+    fn finish(self) -> NodeBatch {
+        let mut containers: Vec<ContainerSample> = self
+            .entries
+            .into_iter()
+            .map(|e| ContainerSample {
+                container: unescape(e.names[0]),
+                namespace: unescape(e.names[1]),
+                pod: unescape(e.names[2]),
+                cpu: e.cpu,
+                memory: e.memory,
+                swap: e.swap,
+                start_time_ms: e.start_time_ms,
+            })
+            .collect();
+        containers.sort_unstable_by(|a, b| {
+            (a.namespace.as_str(), a.pod.as_str(), a.container.as_str()).cmp(&(
+                b.namespace.as_str(),
+                b.pod.as_str(),
+                b.container.as_str(),
+            ))
+        });
+        NodeBatch {
+            node: self.node,
+            containers,
+            kubelet_error: self.resource_scrape_error || self.scrape_error,
+            rejected_series: self.rejected_series,
+        }
+    }
+}
+
+impl<'a> Entry<'a> {
+    /// Checks the names are UTF-8 once, when a container is first seen.
+    fn new(key: Key<'a>) -> Result<Self, &'static str> {
+        let utf8 = |raw: &'a [u8]| std::str::from_utf8(raw).map_err(|_| "label value is not UTF-8");
+        Ok(Self {
+            key,
+            names: [utf8(key.container)?, utf8(key.namespace)?, utf8(key.pod)?],
+            cpu: None,
+            memory: None,
+            swap: None,
+            start_time_ms: None,
+        })
+    }
+}
+
+/// Resolves the (already validated) escapes `\\`, `\"`, `\n`.
+fn unescape(raw: &str) -> String {
+    if !raw.contains('\\') {
+        return raw.to_owned();
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The part of a line after the metric name.
+struct Sample<'a> {
+    labels: Labels<'a>,
+    value: f64,
+    timestamp_ms: Option<TimestampMs>,
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn skip_blanks(s: &[u8]) -> &[u8] {
+    let n = s.iter().position(|&b| !is_blank(b)).unwrap_or(s.len());
+    &s[n..]
+}
+
+/// Splits the next blank-delimited token off `s` (which starts at a non-blank byte).
+fn token(s: &[u8]) -> (&[u8], &[u8]) {
+    let end = s.iter().position(|&b| is_blank(b)).unwrap_or(s.len());
+    s.split_at(end)
+}
+
+/// Parses `[{labels}] value [timestamp]` (the text after the metric name).
+fn parse_sample(rest: &[u8]) -> Result<Sample<'_>, &'static str> {
+    let (labels, rest) = match rest.split_first() {
+        Some((b'{', inner)) => parse_labels(inner)?,
+        _ => (Labels::default(), rest),
+    };
+    let rest = skip_blanks(rest);
+    if rest.is_empty() {
+        return Err("missing value");
+    }
+    let (value, rest) = token(rest);
+    let value = parse_go_float(value)?;
+    let rest = skip_blanks(rest);
+    if rest.is_empty() {
+        return Ok(Sample {
+            labels,
+            value,
+            timestamp_ms: None,
+        });
+    }
+    let (ts, rest) = token(rest);
+    let timestamp_ms = parse_timestamp_ms(ts)?;
+    if !skip_blanks(rest).is_empty() {
+        return Err("unexpected text after timestamp");
+    }
+    Ok(Sample {
+        labels,
+        value,
+        timestamp_ms: Some(timestamp_ms),
+    })
+}
+
+/// Parses a label set after its `{`, returning the three identifying labels and the text after `}`.
+fn parse_labels(s: &[u8]) -> Result<(Labels<'_>, &[u8]), &'static str> {
+    let mut labels = Labels::default();
+    let mut s = s;
+    loop {
+        s = skip_blanks(s);
+        if let Some((b'}', rest)) = s.split_first() {
+            return Ok((labels, rest));
+        }
+        let (which, rest) = label_start(s)?;
+        let (value, rest) = label_value(rest)?;
+        let slot = match which {
+            Some(Identity::Container) => Some(&mut labels.container),
+            Some(Identity::Namespace) => Some(&mut labels.namespace),
+            Some(Identity::Pod) => Some(&mut labels.pod),
+            None => None,
+        };
+        if let Some(slot) = slot {
+            if slot.is_some() {
+                return Err("duplicate label");
+            }
+            *slot = Some(value);
+        }
+        s = skip_blanks(rest);
+        match s.split_first() {
+            Some((b',', rest)) => s = rest,
+            Some((b'}', rest)) => return Ok((labels, rest)),
+            _ => return Err("expected ',' or '}' after label value"),
+        }
+    }
+}
+
+/// The labels that identify a container.
+#[derive(Debug, Clone, Copy)]
+enum Identity {
+    Container,
+    Namespace,
+    Pod,
+}
+
+/// Reads `name="` at the start of a label: which identifying label it is (if any) and the text after the quote.
+/// The kubelet's exact spelling is matched by prefix; anything else (blanks around `=`, other labels) by a scan.
+fn label_start(s: &[u8]) -> Result<(Option<Identity>, &[u8]), &'static str> {
+    if let Some(rest) = s.strip_prefix(b"container=\"") {
+        return Ok((Some(Identity::Container), rest));
+    }
+    if let Some(rest) = s.strip_prefix(b"namespace=\"") {
+        return Ok((Some(Identity::Namespace), rest));
+    }
+    if let Some(rest) = s.strip_prefix(b"pod=\"") {
+        return Ok((Some(Identity::Pod), rest));
+    }
+    let name_len = s
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(s.len());
+    if name_len == 0 || s[0].is_ascii_digit() {
+        return Err("invalid label name");
+    }
+    let (name, rest) = s.split_at(name_len);
+    let rest = match skip_blanks(rest).split_first() {
+        Some((b'=', rest)) => skip_blanks(rest),
+        _ => return Err("expected '=' after label name"),
+    };
+    let rest = match rest.split_first() {
+        Some((b'"', rest)) => rest,
+        _ => return Err("expected '\"' to open label value"),
+    };
+    let which = match name {
+        b"container" => Some(Identity::Container),
+        b"namespace" => Some(Identity::Namespace),
+        b"pod" => Some(Identity::Pod),
+        _ => None,
+    };
+    Ok((which, rest))
+}
+
+/// Scans a label value after its opening quote: returns the raw (escaped) value and the text after the closing quote.
+fn label_value(s: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+    let mut i = 0;
+    loop {
+        match memchr::memchr2(b'"', b'\\', &s[i..]) {
+            None => return Err("unterminated label value"),
+            Some(off) if s[i + off] == b'"' => {
+                let end = i + off;
+                return Ok((&s[..end], &s[end + 1..]));
+            }
+            Some(off) => {
+                let esc = i + off;
+                match s.get(esc + 1) {
+                    Some(b'\\' | b'"' | b'n') => i = esc + 2,
+                    _ => return Err("invalid escape in label value"),
+                }
+            }
+        }
+    }
+}
+
+/// Parses a value as Go's `strconv.FormatFloat(v, 'g', -1, 64)` prints it (`10`, `4.710169`, `1.137475584e+09`,
+/// `NaN`, `+Inf`, `-Inf`, `Inf`). Hexadecimal floats are not accepted (no kubelet prints them).
+fn parse_go_float(tok: &[u8]) -> Result<f64, &'static str> {
+    if let Some(v) = fast_decimal(tok) {
+        return Ok(v);
+    }
+    std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or("invalid value")
+}
+
+/// Exact powers of ten representable in f64 (10^22 is the largest).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path for unsigned decimals (`123`, `4.5`, `1.25e+07`): with a mantissa ≤ 2^53 and a power of ten
+/// ≤ 10^22 both operands are exact, so one multiplication or division is correctly rounded, the same result as the
+/// full parser. `None` sends anything else (signs, NaN/Inf, long mantissas, big exponents) to `str::parse`.
+fn fast_decimal(tok: &[u8]) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut exp10: i32 = 0;
+    let mut i = 0;
+    let mut after_point = false;
+    while let Some(&b) = tok.get(i) {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 19 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+                exp10 -= i32::from(after_point);
+            }
+            b'.' if !after_point => after_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if let Some(b'e' | b'E') = tok.get(i) {
+        i += 1;
+        let negative = match tok.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let exp_digits = &tok[i..];
+        if exp_digits.is_empty()
+            || exp_digits.len() > 3
+            || !exp_digits.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let e = exp_digits
+            .iter()
+            .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
+        exp10 += if negative { -e } else { e };
+        i = tok.len();
+    }
+    if i != tok.len() || mantissa > 1 << 53 {
+        return None;
+    }
+    // mantissa ≤ 2^53: the conversion is exact.
+    let m = mantissa as f64;
+    let pow = POW10.get(usize::try_from(exp10.unsigned_abs()).ok()?)?;
+    Some(if exp10 >= 0 { m * pow } else { m / pow })
+}
+
+/// Parses an integer millisecond timestamp; negative, signed, fractional or overflowing ones are malformed.
+fn parse_timestamp_ms(tok: &[u8]) -> Result<TimestampMs, &'static str> {
+    if tok.first() == Some(&b'-') {
+        return Err("negative timestamp");
+    }
+    if !tok.iter().all(u8::is_ascii_digit) {
+        return Err("timestamp is not an integer number of milliseconds");
+    }
+    // Up to 18 digits cannot overflow i64 (10^18 − 1 < i64::MAX); longer ones are checked digit by digit.
+    let (head, tail) = tok.split_at(tok.len().min(18));
+    let ms = head
+        .iter()
+        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    tail.iter().try_fold(ms, |acc, &d| {
+        acc.checked_mul(10)
+            .and_then(|m| m.checked_add(i64::from(d - b'0')))
+            .ok_or("timestamp out of range")
+    })
+}
+
+/// A finite, non-negative `x` rounded to an integer strictly below 2^63; `None` otherwise.
+fn to_unit(x: f64, scale: f64) -> Option<u64> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    let scaled = (x * scale).round();
+    if scaled < I64_LIMIT {
+        // In [0, 2^63) and integral after rounding: the cast is exact, never a saturation.
+        Some(scaled as u64)
+    } else {
+        None
+    }
+}
+
+/// CPU seconds (float) → nanoseconds, rounded.
+fn seconds_to_ns(seconds: f64) -> Option<u64> {
+    to_unit(seconds, 1e9)
+}
+
+/// Bytes (float with an integer value) → bytes, rounded.
+fn whole_bytes(bytes: f64) -> Option<u64> {
+    to_unit(bytes, 1.0)
+}
+
+/// Unix seconds (float) → ms since the epoch, rounded.
+fn seconds_to_ms(seconds: f64) -> Option<TimestampMs> {
+    to_unit(seconds, 1e3).and_then(|ms| TimestampMs::try_from(ms).ok())
+}
+
+#[cfg(test)]
+mod tests;

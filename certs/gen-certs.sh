@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# gen-certs.sh: make a CA and a serving certificate for resource-metrics-server, and the two files the `secure`
+# kustomize component consumes:
+#   <out>/secret.yaml              Secret <namespace>/<service>-tls (kubernetes.io/tls: tls.crt, tls.key, ca.crt)
+#   <out>/apiservice-cabundle.yaml JSON 6902 patch for both APIServices: set caBundle, drop insecureSkipTLSVerify
+# plus ca.crt, ca.key, tls.crt, tls.key in PEM. Needs only bash and the openssl CLI (>= 1.1.1).
+#
+# Run again to renew the serving certificate: an existing <out>/ca.key + ca.crt is reused, so the caBundle (and the
+# APIServices) do not change. --new-ca makes a new CA as well.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+usage: $0 [options]
+  --out DIR             output directory (default: manifests/components/secure/generated under the repository)
+  --namespace NS        namespace of the Service (default: kube-system)
+  --service NAME        name of the Service (default: metrics-server)
+  --cluster-domain D    cluster DNS domain (default: cluster.local)
+  --days N              serving certificate validity in days (default: 365)
+  --ca-days N           CA validity in days, when a CA is made (default: 3650)
+  --key-type T          ecdsa (P-256, default) or rsa (3072 bits)
+  --new-ca              make a new CA even if <out>/ca.key exists (the caBundle changes)
+  -h, --help            this text
+USAGE
+}
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$repo_root/manifests/components/secure/generated"
+namespace=kube-system
+service=metrics-server
+domain=cluster.local
+days=365
+ca_days=3650
+key_type=ecdsa
+new_ca=false
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) out="${2:?--out needs a directory}"; shift 2 ;;
+    --namespace) namespace="${2:?--namespace needs a value}"; shift 2 ;;
+    --service) service="${2:?--service needs a value}"; shift 2 ;;
+    --cluster-domain) domain="${2:?--cluster-domain needs a value}"; shift 2 ;;
+    --days) days="${2:?--days needs a number}"; shift 2 ;;
+    --ca-days) ca_days="${2:?--ca-days needs a number}"; shift 2 ;;
+    --key-type) key_type="${2:?--key-type needs ecdsa or rsa}"; shift 2 ;;
+    --new-ca) new_ca=true; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "gen-certs.sh: unknown argument: $1" >&2; usage >&2; exit 64 ;;
+  esac
+done
+
+die() { echo "gen-certs.sh: $*" >&2; exit 1; }
+command -v openssl >/dev/null || die "openssl not found; install it (Debian: apt-get install openssl)"
+[[ "$days" =~ ^[1-9][0-9]*$ ]] || die "--days must be a positive integer, got '$days'"
+[[ "$ca_days" =~ ^[1-9][0-9]*$ ]] || die "--ca-days must be a positive integer, got '$ca_days'"
+[[ "$namespace" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "invalid namespace '$namespace'"
+[[ "$service" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "invalid service name '$service'"
+
+genkey() { # genkey <file>: a PKCS#8 private key of $key_type
+  case "$key_type" in
+    ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null ;;
+    rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$1" 2>/dev/null ;;
+    *) die "--key-type must be ecdsa or rsa, got '$key_type'" ;;
+  esac
+}
+b64() { openssl base64 -A -in "$1"; }
+
+mkdir -p "$out"
+umask 077
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+if [[ "$new_ca" == true || ! -s "$out/ca.key" || ! -s "$out/ca.crt" ]]; then
+  genkey "$out/ca.key"
+  cat >"$work/ca.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+x509_extensions = v3_ca
+[dn]
+CN = ${service}-ca@$(date -u +%s)
+[v3_ca]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+CNF
+  openssl req -x509 -new -key "$out/ca.key" -sha256 -days "$ca_days" -config "$work/ca.cnf" -out "$out/ca.crt"
+  echo "made a new CA: $out/ca.crt (valid $ca_days days)"
+else
+  echo "reusing the CA in $out (pass --new-ca to replace it)"
+fi
+
+sans="DNS:${service}.${namespace}.svc,DNS:${service}.${namespace}.svc.${domain},DNS:${service}.${namespace}"
+key_usage="critical, digitalSignature"
+[[ "$key_type" == rsa ]] && key_usage="critical, digitalSignature, keyEncipherment"
+cat >"$work/serving.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = ${service}.${namespace}.svc
+[v3_serving]
+basicConstraints = critical, CA:FALSE
+keyUsage = ${key_usage}
+extendedKeyUsage = serverAuth
+subjectAltName = ${sans}
+authorityKeyIdentifier = keyid
+subjectKeyIdentifier = hash
+CNF
+genkey "$out/tls.key"
+openssl req -new -key "$out/tls.key" -config "$work/serving.cnf" -out "$work/tls.csr"
+openssl x509 -req -in "$work/tls.csr" -CA "$out/ca.crt" -CAkey "$out/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+  -sha256 -days "$days" -extfile "$work/serving.cnf" -extensions v3_serving -out "$out/tls.crt" 2>/dev/null
+openssl verify -CAfile "$out/ca.crt" "$out/tls.crt" >/dev/null || die "the new serving certificate does not verify"
+
+cat >"$out/secret.yaml" <<YAML
+# Generated by certs/gen-certs.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ). Contains a private key: do not commit.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: ${service}-tls
+  namespace: ${namespace}
+  labels:
+    k8s-app: metrics-server
+type: kubernetes.io/tls
+data:
+  tls.crt: $(b64 "$out/tls.crt")
+  tls.key: $(b64 "$out/tls.key")
+  ca.crt: $(b64 "$out/ca.crt")
+YAML
+
+cat >"$out/apiservice-cabundle.yaml" <<YAML
+# Generated by certs/gen-certs.sh: pin the CA of ${service}.${namespace}.svc on both APIServices.
+- op: remove
+  path: /spec/insecureSkipTLSVerify
+- op: add
+  path: /spec/caBundle
+  value: $(b64 "$out/ca.crt")
+YAML
+
+echo "serving certificate: $out/tls.crt (valid $days days) for ${sans//DNS:/}"
+echo "wrote $out/secret.yaml and $out/apiservice-cabundle.yaml"

@@ -1,0 +1,703 @@
+//! Label selectors (the full apimachinery grammar, with its validation and error messages) and the two field
+//! selectors metrics-server understands (`metadata.name`, `metadata.namespace`).
+//!
+//! Parsing happens once per request; [`LabelSelector::matches`] and [`FieldSelector::matches`] are then cheap and
+//! allocation-free. This module must not know about HTTP, Status bodies or the cluster view.
+
+use crate::cluster::Labels;
+
+/// A selector string that apimachinery would reject, with its message (shown in a 400 `Status`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorError(pub String);
+
+/// A parsed label selector: every requirement must hold. The empty selector matches everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelSelector {
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Requirement {
+    key: String,
+    operator: Operator,
+    /// Sorted, deduplicated values (a set, as apimachinery's `sets.String`).
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    Exists,
+    DoesNotExist,
+    Equals,
+    DoubleEquals,
+    NotEquals,
+    In,
+    NotIn,
+    GreaterThan(i64),
+    LessThan(i64),
+}
+
+/// Lexer tokens; `In`/`NotIn` read as identifiers wherever a value may appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    End,
+    OpenPar,
+    ClosedPar,
+    Comma,
+    Bang,
+    Equals,
+    DoubleEquals,
+    NotEquals,
+    Greater,
+    Less,
+    In,
+    NotIn,
+    Identifier(&'a str),
+}
+
+/// Whether a requirement's key or its values are being read: `in`/`notin` are identifiers in value position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    KeyAndOperator,
+    Values,
+}
+
+struct Parser<'a> {
+    tokens: Vec<Token<'a>>,
+    position: usize,
+}
+
+/// A parsed field selector: every term must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldSelector {
+    terms: Vec<FieldTerm>,
+}
+
+/// The object fields a field selector can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `metadata.name`.
+    Name,
+    /// `metadata.namespace` (empty for nodes).
+    Namespace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldTerm {
+    field: Field,
+    equal: bool,
+    value: String,
+}
+
+/// Maximum length of a label value and of a qualified name's name part.
+const MAX_NAME_LEN: usize = 63;
+/// Maximum length of a DNS-1123 subdomain (a label key's prefix).
+const MAX_SUBDOMAIN_LEN: usize = 253;
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with \
+     an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is \
+     '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or \
+     '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is \
+     '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' \
+     or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', \
+     regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+// === impl LabelSelector ===
+
+impl LabelSelector {
+    /// Parses a selector as apimachinery's `labels.Parse` does (whitespace-separated tokens, `,` between
+    /// requirements).
+    ///
+    /// # Errors
+    /// [`SelectorError`] with apimachinery's message when the grammar or a key/value validation fails.
+    pub fn parse(selector: &str) -> Result<Self, SelectorError> {
+        let mut parser = Parser {
+            tokens: lex(selector),
+            position: 0,
+        };
+        let mut requirements = parser.parse()?;
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(LabelSelector { requirements })
+    }
+
+    /// The selector has no requirement (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// Whether `labels` satisfy every requirement.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
+    }
+}
+
+// === impl Requirement ===
+
+impl Requirement {
+    fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(&self.key);
+        let in_set = |v: &String| self.values.binary_search(v).is_ok();
+        match self.operator {
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+            Operator::Equals | Operator::DoubleEquals | Operator::In => value.is_some_and(in_set),
+            Operator::NotEquals | Operator::NotIn => !value.is_some_and(in_set),
+            Operator::GreaterThan(bound) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > bound),
+            Operator::LessThan(bound) => value
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < bound),
+        }
+    }
+}
+
+// === impl Parser ===
+
+fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn is_special(byte: u8) -> bool {
+    matches!(byte, b'=' | b'!' | b'(' | b')' | b',' | b'>' | b'<')
+}
+
+fn lex(input: &str) -> Vec<Token<'_>> {
+    let bytes = input.as_bytes();
+    let mut tokens = Vec::with_capacity(bytes.len() / 2 + 2);
+    let mut at = 0;
+    loop {
+        while at < bytes.len() && is_whitespace(bytes[at]) {
+            at += 1;
+        }
+        let Some(&byte) = bytes.get(at) else {
+            tokens.push(Token::End);
+            return tokens;
+        };
+        let next = bytes.get(at + 1).copied();
+        let (token, len) = match (byte, next) {
+            (b'!', Some(b'=')) => (Token::NotEquals, 2),
+            (b'=', Some(b'=')) => (Token::DoubleEquals, 2),
+            (b'!', _) => (Token::Bang, 1),
+            (b'=', _) => (Token::Equals, 1),
+            (b'(', _) => (Token::OpenPar, 1),
+            (b')', _) => (Token::ClosedPar, 1),
+            (b',', _) => (Token::Comma, 1),
+            (b'>', _) => (Token::Greater, 1),
+            (b'<', _) => (Token::Less, 1),
+            _ => {
+                let len = bytes[at..]
+                    .iter()
+                    .position(|&b| is_special(b) || is_whitespace(b))
+                    .unwrap_or(bytes.len() - at);
+                // Token boundaries are ASCII bytes, so the slice is on char boundaries.
+                let word = &input[at..at + len];
+                let token = match word {
+                    "in" => Token::In,
+                    "notin" => Token::NotIn,
+                    _ => Token::Identifier(word),
+                };
+                (token, len)
+            }
+        };
+        tokens.push(token);
+        at += len;
+    }
+}
+
+impl<'a> Token<'a> {
+    /// The literal apimachinery shows in messages (`''` at the end of the string).
+    fn literal(self) -> &'a str {
+        match self {
+            Token::End => "",
+            Token::OpenPar => "(",
+            Token::ClosedPar => ")",
+            Token::Comma => ",",
+            Token::Bang => "!",
+            Token::Equals => "=",
+            Token::DoubleEquals => "==",
+            Token::NotEquals => "!=",
+            Token::Greater => ">",
+            Token::Less => "<",
+            Token::In => "in",
+            Token::NotIn => "notin",
+            Token::Identifier(word) => word,
+        }
+    }
+
+    fn in_context(self, context: Context) -> Token<'a> {
+        match (self, context) {
+            (Token::In | Token::NotIn, Context::Values) => Token::Identifier(self.literal()),
+            _ => self,
+        }
+    }
+}
+
+fn error(message: String) -> SelectorError {
+    SelectorError(message)
+}
+
+impl<'a> Parser<'a> {
+    fn lookahead(&self, context: Context) -> Token<'a> {
+        self.tokens
+            .get(self.position)
+            .copied()
+            .unwrap_or(Token::End)
+            .in_context(context)
+    }
+
+    fn consume(&mut self, context: Context) -> Token<'a> {
+        let token = self.lookahead(context);
+        if self.position < self.tokens.len() {
+            self.position += 1;
+        }
+        token
+    }
+
+    fn parse(&mut self) -> Result<Vec<Requirement>, SelectorError> {
+        let mut requirements = Vec::new();
+        loop {
+            match self.lookahead(Context::Values) {
+                Token::Identifier(_) | Token::Bang => {
+                    let requirement = self
+                        .parse_requirement()
+                        .map_err(|e| error(format!("unable to parse requirement: {}", e.0)))?;
+                    requirements.push(requirement);
+                    match self.consume(Context::Values) {
+                        Token::End => return Ok(requirements),
+                        Token::Comma => {
+                            let next = self.lookahead(Context::Values);
+                            if !matches!(next, Token::Identifier(_) | Token::Bang) {
+                                return Err(error(format!(
+                                    "found '{}', expected: identifier after ','",
+                                    next.literal()
+                                )));
+                            }
+                        }
+                        other => {
+                            return Err(error(format!(
+                                "found '{}', expected: ',' or 'end of string'",
+                                other.literal()
+                            )));
+                        }
+                    }
+                }
+                Token::End => return Ok(requirements),
+                other => {
+                    return Err(error(format!(
+                        "found '{}', expected: !, identifier, or 'end of string'",
+                        other.literal()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn parse_requirement(&mut self) -> Result<Requirement, SelectorError> {
+        let mut token = self.consume(Context::Values);
+        let negated = token == Token::Bang;
+        if negated {
+            token = self.consume(Context::Values);
+        }
+        let Token::Identifier(key) = token else {
+            return Err(error(format!(
+                "found '{}', expected: identifier",
+                token.literal()
+            )));
+        };
+        if let Some(message) = qualified_name_errors(key) {
+            return Err(error(format!(
+                "key: Invalid value: {}: {message}",
+                go_quote(key)
+            )));
+        }
+        let key = key.to_owned();
+        if negated {
+            return Ok(Requirement {
+                key,
+                operator: Operator::DoesNotExist,
+                values: Vec::new(),
+            });
+        }
+        if matches!(self.lookahead(Context::Values), Token::End | Token::Comma) {
+            return Ok(Requirement {
+                key,
+                operator: Operator::Exists,
+                values: Vec::new(),
+            });
+        }
+        let operator = match self.consume(Context::KeyAndOperator) {
+            Token::In => Operator::In,
+            Token::NotIn => Operator::NotIn,
+            Token::Equals => Operator::Equals,
+            Token::DoubleEquals => Operator::DoubleEquals,
+            Token::NotEquals => Operator::NotEquals,
+            Token::Greater => Operator::GreaterThan(0),
+            Token::Less => Operator::LessThan(0),
+            other => {
+                return Err(error(format!(
+                    "found '{}', expected: '=', '!=', '==', 'in', notin'",
+                    other.literal()
+                )));
+            }
+        };
+        let mut values = match operator {
+            Operator::In | Operator::NotIn => self.parse_values()?,
+            _ => vec![self.parse_exact_value()?],
+        };
+        values.sort();
+        values.dedup();
+        new_requirement(key, operator, values)
+    }
+
+    fn parse_values(&mut self) -> Result<Vec<String>, SelectorError> {
+        let open = self.consume(Context::Values);
+        if open != Token::OpenPar {
+            return Err(error(format!("found '{}' expected: '('", open.literal())));
+        }
+        match self.lookahead(Context::Values) {
+            first @ (Token::Identifier(_) | Token::Comma) => {
+                let values = self.parse_identifiers_list()?;
+                if self.consume(Context::Values) != Token::ClosedPar {
+                    // apimachinery reports the token seen before the list here.
+                    return Err(error(format!("found '{}', expected: ')'", first.literal())));
+                }
+                Ok(values)
+            }
+            Token::ClosedPar => {
+                self.consume(Context::Values);
+                Ok(vec![String::new()])
+            }
+            other => Err(error(format!(
+                "found '{}', expected: ',', ')' or identifier",
+                other.literal()
+            ))),
+        }
+    }
+
+    fn parse_identifiers_list(&mut self) -> Result<Vec<String>, SelectorError> {
+        let mut values: Vec<String> = Vec::new();
+        loop {
+            match self.consume(Context::Values) {
+                Token::Identifier(value) => {
+                    values.push(value.to_owned());
+                    match self.lookahead(Context::Values) {
+                        Token::Comma => continue,
+                        Token::ClosedPar => return Ok(values),
+                        other => {
+                            return Err(error(format!(
+                                "found '{}', expected: ',' or ')'",
+                                other.literal()
+                            )));
+                        }
+                    }
+                }
+                Token::Comma => {
+                    if values.is_empty() {
+                        values.push(String::new());
+                    }
+                    match self.lookahead(Context::Values) {
+                        Token::ClosedPar => {
+                            values.push(String::new());
+                            return Ok(values);
+                        }
+                        Token::Comma => {
+                            self.consume(Context::Values);
+                            values.push(String::new());
+                        }
+                        _ => {}
+                    }
+                }
+                other => {
+                    return Err(error(format!(
+                        "found '{}', expected: ',', or identifier",
+                        other.literal()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn parse_exact_value(&mut self) -> Result<String, SelectorError> {
+        if matches!(self.lookahead(Context::Values), Token::End | Token::Comma) {
+            return Ok(String::new());
+        }
+        match self.consume(Context::Values) {
+            Token::Identifier(value) => Ok(value.to_owned()),
+            other => Err(error(format!(
+                "found '{}', expected: identifier",
+                other.literal()
+            ))),
+        }
+    }
+}
+
+/// apimachinery's `NewRequirement` validation for a parsed binary requirement; errors are aggregated as
+/// `field.ErrorList.ToAggregate()` prints them.
+fn new_requirement(
+    key: String,
+    operator: Operator,
+    values: Vec<String>,
+) -> Result<Requirement, SelectorError> {
+    let mut errors = Vec::new();
+    let mut operator = operator;
+    if let Operator::GreaterThan(_) | Operator::LessThan(_) = operator {
+        match values.first().map(|v| v.parse::<i64>()) {
+            Some(Ok(bound)) => {
+                operator = match operator {
+                    Operator::GreaterThan(_) => Operator::GreaterThan(bound),
+                    _ => Operator::LessThan(bound),
+                };
+            }
+            _ => errors.push(format!(
+                "values[0]: Invalid value: {}: for 'Gt', 'Lt' operators, the value must be an integer",
+                go_quote(values.first().map_or("", String::as_str))
+            )),
+        }
+    }
+    for (i, value) in values.iter().enumerate() {
+        if let Some(message) = label_value_errors(value) {
+            errors.push(format!(
+                "values[{i}][{key}]: Invalid value: {}: {message}",
+                go_quote(value)
+            ));
+        }
+    }
+    match errors.len() {
+        0 => Ok(Requirement {
+            key,
+            operator,
+            values,
+        }),
+        1 => Err(error(errors.remove(0))),
+        _ => Err(error(format!("[{}]", errors.join(", ")))),
+    }
+}
+
+/// Go's `%q` for the ASCII strings selectors contain.
+fn go_quote(value: &str) -> String {
+    format!("{value:?}")
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, anchored.
+fn is_qualified_name_part(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+        _ => false,
+    }
+}
+
+/// A lowercase RFC 1123 subdomain: dot-separated labels of `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
+fn is_dns_subdomain(value: &str) -> bool {
+    value.split('.').all(|label| {
+        let bytes = label.as_bytes();
+        match (bytes.first(), bytes.last()) {
+            (Some(first), Some(last)) => {
+                let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+                alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
+            }
+            _ => false,
+        }
+    })
+}
+
+/// apimachinery's `IsQualifiedName` messages joined with `; `, or `None` when the key is valid.
+fn qualified_name_errors(key: &str) -> Option<String> {
+    let mut errors: Vec<String> = Vec::new();
+    let mut parts = key.split('/');
+    let (prefix, name) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), None, _) => (None, name),
+        (Some(prefix), Some(name), None) => (Some(prefix), name),
+        _ => {
+            return Some(format!(
+                "a qualified name {QUALIFIED_NAME_MSG} with an optional DNS subdomain prefix and '/' (e.g. \
+                 'example.com/MyName')"
+            ));
+        }
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            errors.push("prefix part must be non-empty".to_owned());
+        } else {
+            if prefix.len() > MAX_SUBDOMAIN_LEN {
+                errors.push(format!(
+                    "prefix part must be no more than {MAX_SUBDOMAIN_LEN} characters"
+                ));
+            }
+            if !is_dns_subdomain(prefix) {
+                errors.push(format!("prefix part {SUBDOMAIN_MSG}"));
+            }
+        }
+    }
+    if name.is_empty() {
+        errors.push("name part must be non-empty".to_owned());
+    } else if name.len() > MAX_NAME_LEN {
+        errors.push(format!(
+            "name part must be no more than {MAX_NAME_LEN} characters"
+        ));
+    }
+    if !is_qualified_name_part(name) {
+        errors.push(format!("name part {QUALIFIED_NAME_MSG}"));
+    }
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+/// apimachinery's `IsValidLabelValue` messages joined with `; `, or `None` when the value is valid.
+fn label_value_errors(value: &str) -> Option<String> {
+    let mut errors = Vec::new();
+    if value.len() > MAX_NAME_LEN {
+        errors.push(format!("must be no more than {MAX_NAME_LEN} characters"));
+    }
+    if !value.is_empty() && !is_qualified_name_part(value) {
+        errors.push(LABEL_VALUE_MSG.to_owned());
+    }
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
+
+// === impl FieldSelector ===
+
+impl FieldSelector {
+    /// Parses a field selector (`metadata.name=x,metadata.namespace!=y`; `\` escapes `,`, `=`, `!` and `\` in
+    /// values) and checks that only `metadata.name` and `metadata.namespace` are named.
+    ///
+    /// # Errors
+    /// [`SelectorError`] for a term without operator, a bad escape, or an unknown field (apiserver's message:
+    /// `"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"`).
+    pub fn parse(selector: &str) -> Result<Self, SelectorError> {
+        // Like apimachinery: parse every term first, then convert the field names.
+        let mut parsed = Vec::new();
+        for term in split_unescaped(selector, b',') {
+            if term.is_empty() {
+                continue;
+            }
+            let (field, equal, raw_value) = split_term(term).ok_or_else(|| {
+                error(format!(
+                    "invalid selector: '{selector}'; can't understand '{term}'"
+                ))
+            })?;
+            parsed.push((field, equal, unescape(raw_value)?));
+        }
+        let terms = parsed
+            .into_iter()
+            .map(|(field, equal, value)| {
+                let field = match field {
+                    "metadata.name" => Field::Name,
+                    "metadata.namespace" => Field::Namespace,
+                    other => {
+                        return Err(error(format!(
+                            "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                            go_quote(other)
+                        )));
+                    }
+                };
+                Ok(FieldTerm { field, equal, value })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(FieldSelector { terms })
+    }
+
+    /// The namespace every match must be in, when a `metadata.namespace=` term fixes it.
+    pub fn required_namespace(&self) -> Option<&str> {
+        self.terms
+            .iter()
+            .find(|t| t.field == Field::Namespace && t.equal)
+            .map(|t| t.value.as_str())
+    }
+
+    /// Whether an object with this name and namespace (`""` for cluster-scoped objects) satisfies every term.
+    pub fn matches(&self, name: &str, namespace: &str) -> bool {
+        self.terms.iter().all(|term| {
+            let actual = match term.field {
+                Field::Name => name,
+                Field::Namespace => namespace,
+            };
+            (actual == term.value) == term.equal
+        })
+    }
+}
+
+/// Splits at `separator` bytes not preceded by a backslash escape.
+fn split_unescaped(input: &str, separator: u8) -> Vec<&str> {
+    let bytes = input.as_bytes();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 1,
+            b if b == separator => {
+                parts.push(&input[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    parts.push(&input[start.min(input.len())..]);
+    parts
+}
+
+/// `key!=value`, `key==value` or `key=value`, at the first operator position (as apimachinery's `splitTerm`).
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    let bytes = term.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 1,
+            b'!' if bytes.get(at + 1) == Some(&b'=') => {
+                return Some((&term[..at], false, &term[at + 2..]));
+            }
+            b'=' if bytes.get(at + 1) == Some(&b'=') => {
+                return Some((&term[..at], true, &term[at + 2..]));
+            }
+            b'=' => return Some((&term[..at], true, &term[at + 1..])),
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// apimachinery's `UnescapeValue`: `\\`, `\,`, `\=` and `\!` are escapes; those characters unescaped are errors.
+fn unescape(value: &str) -> Result<String, SelectorError> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if matches!(c, ',' | '=' | '!') {
+            return Err(error(format!(
+                "invalid field selector: unescaped character {c}"
+            )));
+        }
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(escaped @ ('\\' | ',' | '=' | '!')) => out.push(escaped),
+            Some(other) => {
+                return Err(error(format!(
+                    "invalid field selector: invalid escape sequence: \\{other}"
+                )));
+            }
+            None => {
+                return Err(error(
+                    "invalid field selector: unterminated escape sequence".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly on unexpected values.
+mod tests;
