@@ -24,59 +24,60 @@ const RESOLUTION_MS: i64 = 15_000;
 /// 2023-11-14T22:13:20Z.
 const T0: i64 = 1_700_000_000_000;
 
-/// One round of batches, at round `round`: every node at its own phase within the resolution.
-fn round(round: i64) -> Vec<(Arc<str>, NodeBatch)> {
-    (0..NODES)
-        .map(|n| {
-            let ts = T0 + round * RESOLUTION_MS + (n as i64 * 3) % RESOLUTION_MS;
-            let cpu_ns = |rate_millicores: u64| (round as u64 + 1) * rate_millicores * 15_000_000;
-            let mut containers = Vec::with_capacity(PODS_PER_NODE * CONTAINERS.len());
-            for p in 0..PODS_PER_NODE {
-                let global = n * PODS_PER_NODE + p;
-                for (c, name) in CONTAINERS.iter().enumerate() {
-                    containers.push(ContainerSample {
-                        namespace: format!("namespace-{:03}", global % NAMESPACES),
-                        pod: format!("deployment-{n}-{p}-7d9f8b6c5d-x2k4q"),
-                        container: (*name).to_owned(),
-                        cpu: Some(CpuSample {
-                            cumulative_cpu_ns: cpu_ns(100 + c as u64),
-                            timestamp_ms: ts,
-                        }),
-                        memory: Some(GaugeSample {
-                            bytes: 64 << 20,
-                            timestamp_ms: ts,
-                        }),
-                        swap: None,
-                        start_time_ms: Some(T0 - 86_400_000),
-                    });
-                }
-            }
-            containers.sort_by(|a, b| {
-                (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
-            });
-            let node = NodeSample {
+/// Node `n`'s batch at round `round`: each node at its own phase within the resolution.
+fn node_batch(n: usize, round: i64) -> (Arc<str>, NodeBatch) {
+    let ts = T0 + round * RESOLUTION_MS + (n as i64 * 3) % RESOLUTION_MS;
+    let cpu_ns = |rate_millicores: u64| (round as u64 + 1) * rate_millicores * 15_000_000;
+    let mut containers = Vec::with_capacity(PODS_PER_NODE * CONTAINERS.len());
+    for p in 0..PODS_PER_NODE {
+        let global = n * PODS_PER_NODE + p;
+        for (c, name) in CONTAINERS.iter().enumerate() {
+            containers.push(ContainerSample {
+                namespace: format!("namespace-{:03}", global % NAMESPACES),
+                pod: format!("deployment-{n}-{p}-7d9f8b6c5d-x2k4q"),
+                container: (*name).to_owned(),
                 cpu: Some(CpuSample {
-                    cumulative_cpu_ns: cpu_ns(4_000),
+                    cumulative_cpu_ns: cpu_ns(100 + c as u64),
                     timestamp_ms: ts,
                 }),
                 memory: Some(GaugeSample {
-                    bytes: 8 << 30,
+                    bytes: 64 << 20,
                     timestamp_ms: ts,
                 }),
                 swap: None,
-            };
-            let name: Arc<str> = Arc::from(format!("node-{n:05}"));
-            (
-                name,
-                NodeBatch {
-                    node,
-                    containers,
-                    kubelet_error: false,
-                    rejected_series: 0,
-                },
-            )
-        })
-        .collect()
+                start_time_ms: Some(T0 - 86_400_000),
+            });
+        }
+    }
+    containers.sort_by(|a, b| {
+        (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
+    });
+    let node = NodeSample {
+        cpu: Some(CpuSample {
+            cumulative_cpu_ns: cpu_ns(4_000),
+            timestamp_ms: ts,
+        }),
+        memory: Some(GaugeSample {
+            bytes: 8 << 30,
+            timestamp_ms: ts,
+        }),
+        swap: None,
+    };
+    let name: Arc<str> = Arc::from(format!("node-{n:05}"));
+    (
+        name,
+        NodeBatch {
+            node,
+            containers,
+            kubelet_error: false,
+            rejected_series: 0,
+        },
+    )
+}
+
+/// One round of batches for all nodes.
+fn round(round: i64) -> Vec<(Arc<str>, NodeBatch)> {
+    (0..NODES).map(|n| node_batch(n, round)).collect()
 }
 
 /// Shifts every timestamp and counter of `batches` forward by `rounds` resolutions.
@@ -184,7 +185,87 @@ fn bench_reads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Resident set size of this process, in bytes (Linux `/proc/self/statm`, 4 KiB pages), or 0 if unavailable.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Prints the approximate memory held by storage after two rounds (RSS growth while filling it).
+fn report_memory() {
+    let before = rss_bytes();
+    let s = storage();
+    for r in 0..2 {
+        for n in 0..NODES {
+            let (node, batch) = node_batch(n, r);
+            s.accept(&node, batch);
+        }
+    }
+    let after = rss_bytes();
+    let pods = (NODES * PODS_PER_NODE) as u64;
+    println!(
+        "storage/memory: RSS grew by {:.1} MiB for {NODES} nodes, {pods} pods, {} containers ({} bytes per container)",
+        after.saturating_sub(before) as f64 / (1 << 20) as f64,
+        pods * CONTAINERS.len() as u64,
+        after.saturating_sub(before) / (pods * CONTAINERS.len() as u64),
+    );
+    black_box(&s);
+}
+
+/// CPU time this thread has run, in ns (Linux `/proc/thread-self/schedstat`), or 0 if unavailable. Unlike wall time
+/// it does not grow when other processes take the shared cores.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Prints the CPU time per 5,000-node round and per full read of all pods (averages over several repetitions).
+fn report_cpu() {
+    const ROUNDS: i64 = 10;
+    let template = round(0);
+    let s = storage();
+    store(&s, shifted(&template, 0));
+    store(&s, shifted(&template, 1));
+    let mut store_ns = 0;
+    for r in 2..2 + ROUNDS {
+        let batches = shifted(&template, r);
+        let before = thread_cpu_ns();
+        store(&s, batches);
+        store_ns += thread_cpu_ns().saturating_sub(before);
+    }
+    let now = T0 + (1 + ROUNDS) * RESOLUTION_MS;
+    let pods: Vec<(String, String)> = template
+        .iter()
+        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
+        .map(|c| (c.namespace.clone(), c.pod.clone()))
+        .collect();
+    let before = thread_cpu_ns();
+    let mut served = 0;
+    for _ in 0..ROUNDS {
+        served += pods
+            .iter()
+            .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
+            .count();
+    }
+    let read_ns = thread_cpu_ns().saturating_sub(before);
+    println!(
+        "storage/cpu: {:.1} ms CPU per {NODES}-node round ({:.1} us per node); {:.1} ms CPU to read all {} pods \
+         ({} served per pass)",
+        store_ns as f64 / ROUNDS as f64 / 1e6,
+        store_ns as f64 / ROUNDS as f64 / NODES as f64 / 1e3,
+        read_ns as f64 / ROUNDS as f64 / 1e6,
+        pods.len(),
+        served / ROUNDS as usize,
+    );
+}
+
 fn main() {
+    report_memory();
+    report_cpu();
     let mut c = Criterion::default().configure_from_args();
     bench_store(&mut c);
     bench_reads(&mut c);

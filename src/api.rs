@@ -9,6 +9,7 @@
 mod discovery;
 mod negotiate;
 mod nodes;
+mod openapi;
 mod pods;
 mod quantity;
 mod render;
@@ -114,11 +115,20 @@ pub struct ApiResponse {
 /// Receives the age (`now − timestamp`, in seconds) of every returned metrics object.
 pub type FreshnessObserver = Arc<dyn Fn(f64) + Send + Sync>;
 
+/// One NodeMetrics/PodMetrics read after routing: negotiated format, options and what every object shares.
+struct Read {
+    format: ObjectFormat,
+    query: Query,
+    ctx: RenderContext,
+    now_ms: TimestampMs,
+}
+
 /// The metrics.k8s.io API over a cluster view and a metrics source.
 pub struct Api {
     cluster: Arc<dyn ClusterView>,
     metrics: Arc<dyn MetricsSource>,
     discovery: discovery::Discovery,
+    openapi: openapi::OpenApi,
     freshness: Option<FreshnessObserver>,
 }
 
@@ -131,6 +141,7 @@ impl Api {
             cluster,
             metrics,
             discovery: discovery::Discovery::new(),
+            openapi: openapi::OpenApi::new(),
             freshness: None,
         }
     }
@@ -146,6 +157,36 @@ impl Api {
     pub fn handle(&self, request: ApiRequest<'_>, now_ms: TimestampMs) -> ApiResponse {
         self.respond(request, now_ms)
             .unwrap_or_else(Error::into_response)
+    }
+
+    /// Like [`Api::handle`], honouring an `If-None-Match` header value (empty when absent): a 200 whose `ETag`
+    /// (discovery and OpenAPI documents) matches one of the listed tags, or `*`, becomes a 304 without a body.
+    /// The kube-aggregator polls `/apis` every minute with the last `ETag`.
+    pub fn handle_conditional(
+        &self,
+        request: ApiRequest<'_>,
+        if_none_match: &str,
+        now_ms: TimestampMs,
+    ) -> ApiResponse {
+        let mut response = self.handle(request, now_ms);
+        if response.status == 200 && !if_none_match.trim().is_empty() {
+            let etag = response
+                .headers
+                .iter()
+                .find(|(name, _)| *name == "ETag")
+                .map(|(_, v)| v.as_str());
+            if let Some(etag) = etag {
+                let matches = if_none_match.split(',').map(str::trim).any(|tag| {
+                    // Weak comparison, as RFC 9110 requires for If-None-Match.
+                    tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+                });
+                if matches {
+                    response.status = 304;
+                    response.body.clear();
+                }
+            }
+        }
+        response
     }
 
     /// The authorization attributes of a request (resource attributes for metrics paths, non-resource otherwise).
@@ -219,59 +260,47 @@ impl Api {
                 negotiate::plain_format(request.accept).map_err(not_acceptable)?;
                 Ok(self.discovery.resource_list(version))
             }
+            Route::OpenApiV2 | Route::OpenApiV3Index | Route::OpenApiV3(_) => {
+                negotiate::plain_format(request.accept).map_err(not_acceptable)?;
+                let document = match route {
+                    Route::OpenApiV2 => self.openapi.v2(),
+                    Route::OpenApiV3(version) => self.openapi.v3(version),
+                    _ => self.openapi.v3_index(),
+                };
+                Ok(discovery::plain(document))
+            }
             Route::Nodes { version, name } => {
-                let query = Query::parse(request.query);
-                if query.watch {
-                    return Err(Error::WatchNotSupported { resource: "nodes" });
-                }
-                let format = negotiate::object_format(request.accept).map_err(not_acceptable)?;
-                let ctx = render_context(version, now_ms);
+                let read = Read::new(request, version, "nodes", now_ms)?;
                 let (cluster, metrics) = (self.cluster.as_ref(), self.metrics.as_ref());
-                match name {
+                Ok(match name {
                     Some(name) => {
-                        let item = nodes::get(cluster, metrics, &name, now_ms)?;
-                        Ok(self.render(
-                            format,
-                            &query,
-                            &ctx,
-                            std::slice::from_ref(&item),
-                            true,
-                            now_ms,
-                        ))
+                        self.render(&read, &[nodes::get(cluster, metrics, &name, now_ms)?], true)
                     }
                     None => {
-                        let (labels, fields) = selectors(&query)?;
-                        let items = nodes::list(cluster, metrics, &labels, &fields, now_ms);
-                        Ok(self.render(format, &query, &ctx, &items, false, now_ms))
+                        let (labels, fields) = read.selectors()?;
+                        self.render(
+                            &read,
+                            &nodes::list(cluster, metrics, &labels, &fields, now_ms),
+                            false,
+                        )
                     }
-                }
+                })
             }
             Route::Pods {
                 version,
                 namespace,
                 name,
             } => {
-                let query = Query::parse(request.query);
-                if query.watch {
-                    return Err(Error::WatchNotSupported { resource: "pods" });
-                }
-                let format = negotiate::object_format(request.accept).map_err(not_acceptable)?;
-                let ctx = render_context(version, now_ms);
+                let read = Read::new(request, version, "pods", now_ms)?;
                 let (cluster, metrics) = (self.cluster.as_ref(), self.metrics.as_ref());
-                match (namespace, name) {
-                    (Some(namespace), Some(name)) => {
-                        let item = pods::get(cluster, metrics, &namespace, &name, now_ms)?;
-                        Ok(self.render(
-                            format,
-                            &query,
-                            &ctx,
-                            std::slice::from_ref(&item),
-                            true,
-                            now_ms,
-                        ))
-                    }
+                Ok(match (namespace, name) {
+                    (Some(namespace), Some(name)) => self.render(
+                        &read,
+                        &[pods::get(cluster, metrics, &namespace, &name, now_ms)?],
+                        true,
+                    ),
                     (namespace, _) => {
-                        let (labels, fields) = selectors(&query)?;
+                        let (labels, fields) = read.selectors()?;
                         let items = pods::list(
                             cluster,
                             metrics,
@@ -280,35 +309,30 @@ impl Api {
                             &fields,
                             now_ms,
                         );
-                        Ok(self.render(format, &query, &ctx, &items, false, now_ms))
+                        self.render(&read, &items, false)
                     }
-                }
+                })
             }
         }
     }
 
     /// Renders a get (`single`) or list in the negotiated format and reports each object's freshness.
-    fn render<T: MetricsObject>(
-        &self,
-        format: ObjectFormat,
-        query: &Query,
-        ctx: &RenderContext,
-        items: &[T],
-        single: bool,
-        now_ms: TimestampMs,
-    ) -> ApiResponse {
+    fn render<T: MetricsObject>(&self, read: &Read, items: &[T], single: bool) -> ApiResponse {
         if let Some(observe) = &self.freshness {
             for item in items {
                 // Millisecond ages are far below 2^53, so the conversion is exact.
-                observe(now_ms.saturating_sub(item.timestamp_ms()) as f64 / 1000.0);
+                observe(read.now_ms.saturating_sub(item.timestamp_ms()) as f64 / 1000.0);
             }
         }
-        let (content_type, body) = match format {
-            ObjectFormat::Json if single => (negotiate::JSON, types::render_object(ctx, &items[0])),
-            ObjectFormat::Json => (negotiate::JSON, types::render_list(ctx, items)),
-            ObjectFormat::Table(meta) => (
+        let ctx = &read.ctx;
+        let (content_type, body) = match (read.format, items) {
+            (ObjectFormat::Json, [item]) if single => {
+                (negotiate::JSON, types::render_object(ctx, item))
+            }
+            (ObjectFormat::Json, _) => (negotiate::JSON, types::render_list(ctx, items)),
+            (ObjectFormat::Table(meta), _) => (
                 meta.table_content_type(),
-                table::render_table(ctx, meta, query.include_object, items),
+                table::render_table(ctx, meta, read.query.include_object, items),
             ),
         };
         ApiResponse {
@@ -320,26 +344,48 @@ impl Api {
     }
 }
 
+// === impl Read ===
+
+impl Read {
+    /// Rejects watches and unacceptable `Accept` headers, and fixes what the response shares.
+    fn new(
+        request: ApiRequest<'_>,
+        version: GroupVersion,
+        resource: &'static str,
+        now_ms: TimestampMs,
+    ) -> Result<Self, Error> {
+        let query = Query::parse(request.query);
+        if query.watch {
+            return Err(Error::WatchNotSupported { resource });
+        }
+        let format = negotiate::object_format(request.accept).map_err(|_| Error::NotAcceptable)?;
+        let ctx = RenderContext {
+            version,
+            created: quantity::rfc3339_seconds(now_ms),
+        };
+        Ok(Read {
+            format,
+            query,
+            ctx,
+            now_ms,
+        })
+    }
+
+    /// The list's label and field selectors.
+    fn selectors(&self) -> Result<(LabelSelector, FieldSelector), Error> {
+        Ok((
+            LabelSelector::parse(&self.query.label_selector)?,
+            FieldSelector::parse(&self.query.field_selector)?,
+        ))
+    }
+}
+
 impl fmt::Debug for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Api")
             .field("freshness_observer", &self.freshness.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn render_context(version: GroupVersion, now_ms: TimestampMs) -> RenderContext {
-    RenderContext {
-        version,
-        created: quantity::rfc3339_seconds(now_ms),
-    }
-}
-
-fn selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), Error> {
-    Ok((
-        LabelSelector::parse(&query.label_selector)?,
-        FieldSelector::parse(&query.field_selector)?,
-    ))
 }
 
 #[cfg(test)]

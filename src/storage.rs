@@ -6,11 +6,11 @@
 //! caller; this module never reads a clock. It knows nothing of HTTP.
 //!
 //! # Layout
-//! - [`point`]: a point (CPU reading + memory/swap gauges) and the exact integer rate maths.
-//! - [`window`]: rotation of a series' retained points; restart, fresh-container and retention rules.
-//! - [`state`]: one node's immutable state (node window, pods sorted by name, containers sorted by name) and how a
+//! - `point`: a point (CPU reading + memory/swap gauges) and the exact integer rate maths.
+//! - `window`: rotation of a series' retained points; restart, fresh-container and retention rules.
+//! - `state`: one node's immutable state (node window, pods sorted by name, containers sorted by name) and how a
 //!   batch turns the previous state into the next one.
-//! - [`index`]: (namespace, pod) → precomputed [`PodUsage`], choosing among nodes that report the same pod.
+//! - `index`: (namespace, pod) → precomputed [`PodUsage`], choosing among nodes that report the same pod.
 //!
 //! # Concurrency
 //! Writers are serialised by one mutex that also owns the name interner; a writer reads the node's previous
@@ -31,13 +31,15 @@
 //!   pairs with the next successful scrape (unless it is more than `staleness` older than the new sample).
 //!
 //! # Room for history
-//! A series is a [`window::Window`]: the newest point plus the older end of the current rate. History (15 minutes
-//! or more at resolution, see `DESIGN.md`) adds points without changing this pairing: each `ContainerState` and the
-//! node's state gain an `Arc` to an append-only, compressed block of earlier points (delta-of-delta timestamps,
-//! delta CPU counters, gauges), and `Rules::next_*` appends the displaced `last` to it when it rotates. Because a
-//! node's state is rebuilt per scrape, the blocks are shared by `Arc` between successive states and only the open
-//! tail block is copied; sealed blocks are never copied. Serving and readiness read only the window, so they are
-//! unaffected; history readers walk the blocks of the state they cloned.
+//! A series' CPU is a `window::Window`: the newest reading plus the older end of the current rate; gauges are kept
+//! where they are served (node state, precomputed pod usage). History (15 minutes or more at resolution, see
+//! `DESIGN.md`) adds points beside this, not instead of it: each `ContainerState` and `NodeSeries` gains an `Arc`
+//! to a chain of append-only, compressed blocks (delta-of-delta timestamps, delta CPU counters, memory/swap
+//! gauges), and `state::build` appends each new usable point to the open block while `Rules::next_*` keeps deciding
+//! the served pair. A node's state is rebuilt per scrape, so sealed blocks are shared by `Arc` between successive
+//! states and only the small open block is copied. Serving and readiness read only the window and the precomputed
+//! usage, so they are unaffected; history readers walk the blocks of the state `Arc` they cloned, and a per-namespace
+//! aggregate can be computed in the same pass that builds the pod usages.
 
 mod index;
 mod point;
@@ -142,13 +144,13 @@ impl Storage {
     }
 
     fn node_usage_of(&self, state: &NodeState, now_ms: TimestampMs) -> Option<NodeUsage> {
-        let window = state.node.as_ref()?;
-        let rate = window.rate()?;
-        let timestamp_ms = window.timestamp_ms();
+        let node = state.node.as_ref()?;
+        let rate = node.window.rate()?;
+        let timestamp_ms = node.window.timestamp_ms();
         self.is_fresh(timestamp_ms, now_ms).then(|| NodeUsage {
             timestamp_ms,
             window_ms: rate.window_ms,
-            usage: point::usage(rate, &window.last),
+            usage: point::usage(rate, node.memory_bytes, node.swap_bytes),
         })
     }
 
@@ -158,14 +160,16 @@ impl Storage {
         let old = read(&self.nodes).get(&**node).cloned();
         let update = state::build(&self.rules, old.as_deref(), batch, &mut writer.interner);
 
-        let mut garbage = Vec::with_capacity(update.served.len() + update.withdrawn.len());
+        let mut garbage = Vec::with_capacity(update.state.pods.len() + update.withdrawn.len());
         {
             let mut pods = write(&self.pods);
             for key in &update.withdrawn {
-                pods.withdraw(node, key, &mut garbage);
+                pods.withdraw(node, &key.namespace, &key.name, &mut garbage);
             }
-            for (key, usage) in update.served {
-                pods.serve(node, key, usage, &mut garbage);
+            for pod in &update.state.pods {
+                if let Some(usage) = &pod.usage {
+                    pods.serve(node, &pod.namespace, &pod.name, usage, &mut garbage);
+                }
             }
         }
         let (replaced, node_count) = {
@@ -211,11 +215,7 @@ impl BatchSink for Storage {
         {
             let mut pods = write(&self.pods);
             for pod in removed.pods.iter().filter(|p| p.usage.is_some()) {
-                let key = state::PodKey {
-                    namespace: Arc::clone(&pod.namespace),
-                    name: Arc::clone(&pod.name),
-                };
-                pods.withdraw(node, &key, &mut garbage);
+                pods.withdraw(node, &pod.namespace, &pod.name, &mut garbage);
             }
         }
         drop((garbage, removed));

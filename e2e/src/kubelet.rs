@@ -104,8 +104,13 @@ pub struct KubeletNode {
 
 /// The fake kubelets of a model; dropping it stops every listener and connection.
 pub struct KubeletFleet {
+    shared: Arc<Shared>,
+    inner: Mutex<FleetInner>,
+}
+
+struct FleetInner {
     nodes: Vec<Arc<KubeletNode>>,
-    _tasks: JoinSet<()>,
+    tasks: JoinSet<()>,
 }
 
 struct Shared {
@@ -140,56 +145,78 @@ impl KubeletFleet {
             acceptor: TlsAcceptor::from(options.tls.clone()),
             options,
         });
-        let wanted: Vec<_> = model
+        let fleet = Self {
+            shared,
+            inner: Mutex::new(FleetInner {
+                nodes: Vec::new(),
+                tasks: JoinSet::new(),
+            }),
+        };
+        let wanted = model
             .nodes()
             .into_iter()
-            .filter(|n| nodes.is_none_or(|names| names.iter().any(|x| *x == n.spec.name)))
-            .collect();
-        let mut tasks = JoinSet::new();
-        let mut handles = Vec::with_capacity(wanted.len());
+            .filter(|n| nodes.is_none_or(|names| names.iter().any(|x| *x == n.spec.name)));
         for node in wanted {
-            let ip = node.spec.address.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-            let requested = SocketAddr::from((ip, node.spec.kubelet_port));
-            let listener =
-                TcpListener::bind(requested)
-                    .await
-                    .map_err(|source| KubeletError::Bind {
-                        node: node.spec.name.clone(),
-                        addr: requested,
-                        source,
-                    })?;
-            let addr = listener.local_addr().map_err(|source| KubeletError::Bind {
-                node: node.spec.name.clone(),
-                addr: requested,
-                source,
-            })?;
-            if addr.port() != node.spec.kubelet_port {
-                model.set_kubelet_port(&node.spec.name, addr.port())?;
-            }
-            let handle = Arc::new(KubeletNode {
-                name: node.spec.name.clone(),
-                addr,
-                fault: watch::Sender::new(Fault::None),
-                requests: AtomicU64::new(0),
-                last_authorization: Mutex::new(None),
-            });
-            tasks.spawn(run_listener(handle.clone(), shared.clone(), listener));
-            handles.push(handle);
+            fleet.start_node(&node.spec.name).await?;
         }
-        Ok(Self {
-            nodes: handles,
-            _tasks: tasks,
-        })
+        Ok(fleet)
     }
 
-    /// Every kubelet, in model order.
-    pub fn nodes(&self) -> &[Arc<KubeletNode>] {
-        &self.nodes
+    /// Starts the kubelet of a node added to the model after the fleet started (its address and port from the
+    /// model; port 0 binds an ephemeral port and records it in the model).
+    ///
+    /// # Errors
+    /// [`KubeletError::Bind`]; [`KubeletError::Model`] for a node the model does not have.
+    pub async fn start_node(&self, name: &str) -> Result<Arc<KubeletNode>, KubeletError> {
+        let model = &self.shared.model;
+        let node = model
+            .node(name)
+            .ok_or_else(|| crate::model::ModelError::NodeNotFound(name.to_owned()))?;
+        let ip = node.spec.address.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        let requested = SocketAddr::from((ip, node.spec.kubelet_port));
+        let bind_error = |source| KubeletError::Bind {
+            node: name.to_owned(),
+            addr: requested,
+            source,
+        };
+        let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        if addr.port() != node.spec.kubelet_port {
+            model.set_kubelet_port(name, addr.port())?;
+        }
+        let handle = Arc::new(KubeletNode {
+            name: name.to_owned(),
+            addr,
+            fault: watch::Sender::new(Fault::None),
+            requests: AtomicU64::new(0),
+            last_authorization: Mutex::new(None),
+        });
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .tasks
+            .spawn(run_listener(handle.clone(), self.shared.clone(), listener));
+        inner.nodes.push(handle.clone());
+        Ok(handle)
+    }
+
+    /// Every kubelet, in start order.
+    pub fn nodes(&self) -> Vec<Arc<KubeletNode>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .clone()
     }
 
     /// The kubelet of node `name`.
-    pub fn node(&self, name: &str) -> Option<&Arc<KubeletNode>> {
-        self.nodes.iter().find(|n| n.name == name)
+    pub fn node(&self, name: &str) -> Option<Arc<KubeletNode>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .cloned()
     }
 
     /// Switches node `name` to `fault`; returns false for an unknown node.
@@ -204,7 +231,13 @@ impl KubeletFleet {
 
     /// Requests served by all nodes.
     pub fn total_requests(&self) -> u64 {
-        self.nodes.iter().map(|n| n.requests()).sum()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .iter()
+            .map(|n| n.requests())
+            .sum()
     }
 
     /// The last `Authorization` header node `name` received.

@@ -24,6 +24,8 @@
 pub mod certs;
 pub mod control_plane;
 pub mod harness;
+pub mod hpa;
+pub mod https;
 pub mod kubelet;
 pub mod model;
 pub mod tls;

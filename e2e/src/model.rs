@@ -512,6 +512,8 @@ struct State {
     pods: BTreeMap<PodKey, PodEntry>,
     history: VecDeque<Change>,
     next_uid: u64,
+    /// Index offset for addresses of nodes without one (from the spec).
+    address_base: u32,
 }
 
 struct Inner {
@@ -580,6 +582,7 @@ impl Model {
             pods: BTreeMap::new(),
             history: VecDeque::new(),
             next_uid: 1,
+            address_base: spec.address_base,
         };
         let model = Self {
             inner: Arc::new(Inner {
@@ -712,13 +715,15 @@ impl Model {
         Ok((past, receiver))
     }
 
-    /// Adds a node (its address from `address_base` 0 and the current node count when not set).
+    /// Adds a node (without an address it gets the next index after the spec's nodes, offset by `address_base`).
     ///
     /// # Errors
     /// [`ModelError::AlreadyExists`].
     pub fn add_node(&self, mut node: NodeSpec) -> Result<(), ModelError> {
         self.mutate(|state, now| {
-            let index = u32::try_from(state.nodes.len()).unwrap_or(u32::MAX);
+            let index = state
+                .address_base
+                .saturating_add(u32::try_from(state.nodes.len()).unwrap_or(u32::MAX));
             node.address.get_or_insert_with(|| node_address(index));
             let object = state.insert_node(node, now)?;
             Ok(Some((None, Some(Object::Node(object)))))
@@ -1180,10 +1185,10 @@ impl State {
                     .sum::<u64>();
             }
         }
-        if let Some(entry) = self.nodes.get_mut(node) {
-            if entry.cpu.rate_millicores != rate {
-                entry.cpu.set_rate(now, rate);
-            }
+        if let Some(entry) = self.nodes.get_mut(node)
+            && entry.cpu.rate_millicores != rate
+        {
+            entry.cpu.set_rate(now, rate);
         }
     }
 }

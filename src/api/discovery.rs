@@ -20,10 +20,13 @@ pub(crate) struct Discovery {
     aggregated: [Document; 2],
 }
 
+/// A fixed JSON document and its strong `ETag` (the quoted SHA-256 of the body).
 #[derive(Debug, Clone)]
-struct Document {
-    body: Vec<u8>,
-    etag: String,
+pub(crate) struct Document {
+    /// The JSON body.
+    pub(crate) body: Vec<u8>,
+    /// `"<hex sha256>"`.
+    pub(crate) etag: String,
 }
 
 /// The group's resources: (resource, kind, namespaced).
@@ -35,7 +38,8 @@ const RESOURCES: [(&str, &str, bool); 2] = [
 // === impl Document ===
 
 impl Document {
-    fn new(body: Vec<u8>) -> Self {
+    /// Wraps a body and computes its `ETag`.
+    pub(crate) fn new(body: Vec<u8>) -> Self {
         let digest = Sha256::digest(&body);
         let mut etag = String::with_capacity(66);
         etag.push('"');
@@ -102,7 +106,8 @@ impl Discovery {
     }
 }
 
-fn plain(document: &Document) -> ApiResponse {
+/// A 200 `application/json` response with the document's `ETag`.
+pub(crate) fn plain(document: &Document) -> ApiResponse {
     ApiResponse {
         status: 200,
         content_type: negotiate::JSON.to_owned(),

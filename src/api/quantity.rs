@@ -27,12 +27,8 @@ const BINARY_SUFFIXES: [&[u8]; 7] = [b"", b"Ki", b"Mi", b"Gi", b"Ti", b"Pi", b"E
 const MAX_INT64: u64 = i64::MAX as u64;
 
 /// Appends the decimal digits of `value`.
-pub(crate) fn write_u64(buf: &mut Vec<u8>, value: u64) {
-    write_u128(buf, u128::from(value));
-}
-
-fn write_u128(buf: &mut Vec<u8>, mut value: u128) {
-    let mut digits = [0u8; 40];
+pub(crate) fn write_u64(buf: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -44,6 +40,27 @@ fn write_u128(buf: &mut Vec<u8>, mut value: u128) {
         }
     }
     buf.extend_from_slice(&digits[at..]);
+}
+
+/// Appends the decimal digits of a value that may exceed `u64` (a mantissa scaled by 10 or 100).
+fn write_u128(buf: &mut Vec<u8>, value: u128) {
+    match u64::try_from(value) {
+        Ok(small) => write_u64(buf, small),
+        Err(_) => {
+            // Only reachable for mantissas above u64::MAX / 100: split into two u64 halves of 19 digits.
+            const SPLIT: u128 = 10_000_000_000_000_000_000;
+            write_u128(buf, value / SPLIT);
+            // The remainder is below 10^19 < u64::MAX.
+            let low = (value % SPLIT) as u64;
+            let mut digits = [b'0'; 19];
+            let mut rest = low;
+            for digit in digits.iter_mut().rev() {
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+            buf.extend_from_slice(&digits);
+        }
+    }
 }
 
 /// Appends a CPU rate in nanocores as apimachinery's canonical `DecimalSI` string of
@@ -87,12 +104,13 @@ fn write_decimal(buf: &mut Vec<u8>, mantissa: u64, exponent: i32) {
         buf.push(b'0');
         return;
     }
-    let mut mantissa = u128::from(mantissa);
-    let mut exponent = exponent;
+    let (mut mantissa, mut exponent) = (mantissa, exponent);
     while mantissa.is_multiple_of(10) {
         mantissa /= 10;
         exponent += 1;
     }
+    // Scaling by 10 or 100 can exceed u64 only for mantissas above u64::MAX / 100.
+    let mut mantissa = u128::from(mantissa);
     match exponent.rem_euclid(3) {
         1 => {
             mantissa *= 10;
@@ -272,6 +290,29 @@ mod tests {
         ];
         for (name, input, want) in cases {
             assert_eq!(cpu(*input), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn digits_beyond_u64_are_written_in_full() {
+        let cases: &[(&str, u128, &str)] = &[
+            ("zero", 0, "0"),
+            ("u64 max", u128::from(u64::MAX), "18446744073709551615"),
+            (
+                "u64 max times 100",
+                u128::from(u64::MAX) * 100,
+                "1844674407370955161500",
+            ),
+            (
+                "low half with leading zeros",
+                10_000_000_000_000_000_007,
+                "10000000000000000007",
+            ),
+        ];
+        for (name, input, want) in cases {
+            let mut buf = Vec::new();
+            write_u128(&mut buf, *input);
+            assert_eq!(String::from_utf8(buf).unwrap(), *want, "{name}");
         }
     }
 

@@ -24,6 +24,12 @@ pub(crate) enum Route<'a> {
     Apis,
     /// `/apis/metrics.k8s.io`.
     Group,
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3`.
+    OpenApiV3Index,
+    /// `/openapi/v3/apis/metrics.k8s.io/<version>`.
+    OpenApiV3(GroupVersion),
     /// `/apis/metrics.k8s.io/<version>`.
     ResourceList(GroupVersion),
     /// `…/nodes` and `…/nodes/<name>`.
@@ -129,6 +135,11 @@ pub(crate) fn route(path: &str) -> Option<Route<'_>> {
     let (version, rest) = match parts.as_slice() {
         ["apis"] => return Some(Route::Apis),
         ["apis", GROUP] => return Some(Route::Group),
+        ["openapi", "v2"] => return Some(Route::OpenApiV2),
+        ["openapi", "v3"] => return Some(Route::OpenApiV3Index),
+        ["openapi", "v3", "apis", GROUP, version] => {
+            return GroupVersion::parse(version).map(Route::OpenApiV3);
+        }
         ["apis", GROUP, version, rest @ ..] => (GroupVersion::parse(version)?, rest),
         _ => return None,
     };
@@ -305,6 +316,18 @@ mod tests {
                     name: some("node-a"),
                 }),
             ),
+            ("openapi v2", "/openapi/v2", Some(Route::OpenApiV2)),
+            (
+                "openapi v3 index",
+                "/openapi/v3",
+                Some(Route::OpenApiV3Index),
+            ),
+            (
+                "openapi v3 group version",
+                "/openapi/v3/apis/metrics.k8s.io/v1beta1",
+                Some(Route::OpenApiV3(b1)),
+            ),
+            ("openapi v3 other group", "/openapi/v3/apis/apps/v1", None),
             ("core api is not ours", "/api", None),
             ("core v1 is not ours", "/api/v1/nodes", None),
             ("unknown version", "/apis/metrics.k8s.io/v2/nodes", None),

@@ -573,10 +573,8 @@ impl FieldSelector {
     /// [`SelectorError`] for a term without operator, a bad escape, or an unknown field (apiserver's message:
     /// `"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"`).
     pub fn parse(selector: &str) -> Result<Self, SelectorError> {
-        let mut terms = Vec::new();
-        if selector.is_empty() {
-            return Ok(FieldSelector { terms });
-        }
+        // Like apimachinery: parse every term first, then convert the field names.
+        let mut parsed = Vec::new();
         for term in split_unescaped(selector, b',') {
             if term.is_empty() {
                 continue;
@@ -586,23 +584,24 @@ impl FieldSelector {
                     "invalid selector: '{selector}'; can't understand '{term}'"
                 ))
             })?;
-            let value = unescape(raw_value)?;
-            let field = match field {
-                "metadata.name" => Field::Name,
-                "metadata.namespace" => Field::Namespace,
-                other => {
-                    return Err(error(format!(
-                        "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
-                        go_quote(other)
-                    )));
-                }
-            };
-            terms.push(FieldTerm {
-                field,
-                equal,
-                value,
-            });
+            parsed.push((field, equal, unescape(raw_value)?));
         }
+        let terms = parsed
+            .into_iter()
+            .map(|(field, equal, value)| {
+                let field = match field {
+                    "metadata.name" => Field::Name,
+                    "metadata.namespace" => Field::Namespace,
+                    other => {
+                        return Err(error(format!(
+                            "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                            go_quote(other)
+                        )));
+                    }
+                };
+                Ok(FieldTerm { field, equal, value })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(FieldSelector { terms })
     }
 
@@ -668,13 +667,16 @@ fn split_term(term: &str) -> Option<(&str, bool, &str)> {
     None
 }
 
+/// apimachinery's `UnescapeValue`: `\\`, `\,`, `\=` and `\!` are escapes; those characters unescaped are errors.
 fn unescape(value: &str) -> Result<String, SelectorError> {
-    if !value.contains('\\') {
-        return Ok(value.to_owned());
-    }
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
+        if matches!(c, ',' | '=' | '!') {
+            return Err(error(format!(
+                "invalid field selector: unescaped character {c}"
+            )));
+        }
         if c != '\\' {
             out.push(c);
             continue;

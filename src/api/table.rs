@@ -26,7 +26,8 @@ pub(crate) fn render_table<T: MetricsObject>(
     let with_swap = items
         .iter()
         .any(|item| item.total_usage().swap_bytes.is_some());
-    let mut buf = Vec::with_capacity(512 + items.len() * 256);
+    // About 300 bytes per row with a PartialObjectMetadata (a realloc of a large body costs a copy).
+    let mut buf = Vec::with_capacity(512 + items.len() * 320);
     buf.push(b'{');
     let meta_api_version = meta.api_version();
     write_type_meta(&mut buf, "Table", meta_api_version);

@@ -975,3 +975,126 @@ fn freshness_is_observed_for_every_returned_object() {
     get(&api, "/apis/metrics.k8s.io/v1/nodes/node-c", "");
     assert_eq!(*seen.lock().unwrap(), vec![5.0, 5.0, 5.5]);
 }
+
+#[test]
+fn openapi_documents_describe_both_kinds_in_both_versions() {
+    let api = api();
+    let json = |path: &str| -> serde_json::Value {
+        let response = get(&api, path, "application/json");
+        assert_eq!(response.status, 200, "{path}");
+        assert!(response.headers.iter().any(|(n, _)| *n == "ETag"), "{path}");
+        serde_json::from_slice(&response.body).unwrap()
+    };
+    let v2 = json("/openapi/v2");
+    assert_eq!(v2["swagger"], "2.0");
+    for v in ["v1", "v1beta1"] {
+        let node = &v2["definitions"][format!("io.k8s.metrics.pkg.apis.metrics.{v}.NodeMetrics")];
+        assert_eq!(
+            node["required"],
+            serde_json::json!(["timestamp", "window", "usage"]),
+            "{v}"
+        );
+        assert_eq!(node["x-kubernetes-group-version-kind"][0]["version"], v);
+        let pod = &v2["definitions"][format!("io.k8s.metrics.pkg.apis.metrics.{v}.PodMetrics")];
+        assert_eq!(
+            pod["required"],
+            serde_json::json!(["timestamp", "window", "containers"]),
+            "{v}"
+        );
+        let get_pod = &v2["paths"]
+            [format!("/apis/metrics.k8s.io/{v}/namespaces/{{namespace}}/pods/{{name}}")];
+        assert_eq!(
+            get_pod["parameters"].as_array().map(Vec::len),
+            Some(2),
+            "{v}"
+        );
+        assert_eq!(get_pod["get"]["x-kubernetes-action"], "get");
+    }
+    // Every $ref resolves inside the document.
+    let text = v2.to_string();
+    for reference in text.split("\"$ref\":\"#/definitions/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(
+            v2["definitions"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+    let index = json("/openapi/v3");
+    let url = index["paths"]["apis/metrics.k8s.io/v1beta1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.starts_with("/openapi/v3/apis/metrics.k8s.io/v1beta1?hash="),
+        "{url}"
+    );
+    let v3 = json(url.split('?').next().unwrap());
+    assert_eq!(v3["openapi"], "3.0.0");
+    assert!(
+        v3["components"]["schemas"]
+            .get("io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetricsList")
+            .is_some()
+    );
+    assert!(
+        v3["components"]["schemas"]
+            .get("io.k8s.metrics.pkg.apis.metrics.v1.PodMetricsList")
+            .is_none()
+    );
+}
+
+#[test]
+fn if_none_match_turns_matching_documents_into_304() {
+    let api = api();
+    let request = |path, accept| ApiRequest {
+        method: "GET",
+        path,
+        query: "",
+        accept,
+    };
+    let first = api.handle(request("/apis", AGG_V2), NOW_MS);
+    let etag = first
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "ETag")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let cases: Vec<(&str, &str, &str, String, u16)> = vec![
+        ("same tag", "/apis", AGG_V2, etag.clone(), 304),
+        (
+            "weak form of the same tag",
+            "/apis",
+            AGG_V2,
+            format!("W/{etag}"),
+            304,
+        ),
+        (
+            "one of several",
+            "/apis",
+            AGG_V2,
+            format!("\"other\", {etag}"),
+            304,
+        ),
+        ("star", "/apis", AGG_V2, "*".to_owned(), 304),
+        ("other tag", "/apis", AGG_V2, "\"other\"".to_owned(), 200),
+        (
+            "tag of another representation",
+            "/apis",
+            "application/json",
+            etag.clone(),
+            200,
+        ),
+        ("absent", "/apis", AGG_V2, String::new(), 200),
+        (
+            "metrics lists carry no tag",
+            "/apis/metrics.k8s.io/v1/nodes",
+            "application/json",
+            "*".to_owned(),
+            200,
+        ),
+    ];
+    for (name, path, accept, if_none_match, code) in cases {
+        let response = api.handle_conditional(request(path, accept), &if_none_match, NOW_MS);
+        assert_eq!(response.status, code, "{name}");
+        assert_eq!(response.body.is_empty(), code == 304, "{name}");
+    }
+}

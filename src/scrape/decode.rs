@@ -154,21 +154,34 @@ enum Family {
 }
 
 impl Family {
-    /// Exact-name match; `None` for every family we ignore.
-    fn from_name(name: &[u8]) -> Option<Self> {
-        Some(match name {
-            b"container_cpu_usage_seconds_total" | b"container_cpu_usage_seconds" => {
-                Self::ContainerCpu
-            }
-            b"container_memory_working_set_bytes" => Self::ContainerMemory,
-            b"container_swap_usage_bytes" => Self::ContainerSwap,
-            b"container_start_time_seconds" => Self::ContainerStart,
-            b"node_cpu_usage_seconds_total" | b"node_cpu_usage_seconds" => Self::NodeCpu,
-            b"node_memory_working_set_bytes" => Self::NodeMemory,
-            b"node_swap_usage_bytes" => Self::NodeSwap,
-            b"resource_scrape_error" => Self::ResourceScrapeError,
-            b"scrape_error" => Self::ScrapeError,
-            _ => return None,
+    /// Matches a used family name at the start of `line`, followed by `{`, a blank or the end of the line, and
+    /// returns the text after the name. One or two byte checks pick the candidates, then one prefix compare.
+    fn split_name(line: &[u8]) -> Option<(Self, &[u8])> {
+        const CPU_TOTAL: &[u8] = b"container_cpu_usage_seconds_total";
+        let candidates: &[(&[u8], Self)] =
+            match (line.first()?, line.get(5)?, line.get(10)?, line.get(11)?) {
+                (b'c', _, b'c', _) => &[
+                    (CPU_TOTAL, Self::ContainerCpu),
+                    (b"container_cpu_usage_seconds", Self::ContainerCpu),
+                ],
+                (b'c', _, b'm', _) => {
+                    &[(b"container_memory_working_set_bytes", Self::ContainerMemory)]
+                }
+                (b'c', _, b's', b't') => &[(b"container_start_time_seconds", Self::ContainerStart)],
+                (b'c', _, b's', b'w') => &[(b"container_swap_usage_bytes", Self::ContainerSwap)],
+                (b'n', b'c', _, _) => &[
+                    (b"node_cpu_usage_seconds_total", Self::NodeCpu),
+                    (b"node_cpu_usage_seconds", Self::NodeCpu),
+                ],
+                (b'n', b'm', _, _) => &[(b"node_memory_working_set_bytes", Self::NodeMemory)],
+                (b'n', b's', _, _) => &[(b"node_swap_usage_bytes", Self::NodeSwap)],
+                (b'r', _, _, _) => &[(b"resource_scrape_error", Self::ResourceScrapeError)],
+                (b's', _, _, _) => &[(b"scrape_error", Self::ScrapeError)],
+                _ => return None,
+            };
+        candidates.iter().find_map(|&(name, family)| {
+            let rest = line.strip_prefix(name)?;
+            matches!(rest.first(), None | Some(b'{' | b' ' | b'\t')).then_some((family, rest))
         })
     }
 }
@@ -263,14 +276,10 @@ impl<'a> Builder<'a> {
 
     /// Handles one line (leading blanks and trailing `\r` already removed).
     fn line(&mut self, line: &'a [u8]) -> Result<(), &'static str> {
-        let name_end = line
-            .iter()
-            .position(|&b| matches!(b, b'{' | b' ' | b'\t'))
-            .unwrap_or(line.len());
-        let Some(family) = Family::from_name(&line[..name_end]) else {
+        let Some((family, rest)) = Family::split_name(line) else {
             return Ok(());
         };
-        let sample = parse_sample(&line[name_end..])?;
+        let sample = parse_sample(rest)?;
         let ts = sample.timestamp_ms.unwrap_or(self.default_timestamp_ms);
         let v = sample.value;
         match family {
@@ -531,28 +540,13 @@ fn parse_labels(s: &[u8]) -> Result<(Labels<'_>, &[u8]), &'static str> {
         if let Some((b'}', rest)) = s.split_first() {
             return Ok((labels, rest));
         }
-        let name_len = s
-            .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
-            .unwrap_or(s.len());
-        if name_len == 0 || s[0].is_ascii_digit() {
-            return Err("invalid label name");
-        }
-        let (name, rest) = s.split_at(name_len);
-        let rest = match skip_blanks(rest).split_first() {
-            Some((b'=', rest)) => skip_blanks(rest),
-            _ => return Err("expected '=' after label name"),
-        };
-        let rest = match rest.split_first() {
-            Some((b'"', rest)) => rest,
-            _ => return Err("expected '\"' to open label value"),
-        };
+        let (which, rest) = label_start(s)?;
         let (value, rest) = label_value(rest)?;
-        let slot = match name {
-            b"container" => Some(&mut labels.container),
-            b"namespace" => Some(&mut labels.namespace),
-            b"pod" => Some(&mut labels.pod),
-            _ => None,
+        let slot = match which {
+            Some(Identity::Container) => Some(&mut labels.container),
+            Some(Identity::Namespace) => Some(&mut labels.namespace),
+            Some(Identity::Pod) => Some(&mut labels.pod),
+            None => None,
         };
         if let Some(slot) = slot {
             if slot.is_some() {
@@ -567,6 +561,51 @@ fn parse_labels(s: &[u8]) -> Result<(Labels<'_>, &[u8]), &'static str> {
             _ => return Err("expected ',' or '}' after label value"),
         }
     }
+}
+
+/// The labels that identify a container.
+#[derive(Debug, Clone, Copy)]
+enum Identity {
+    Container,
+    Namespace,
+    Pod,
+}
+
+/// Reads `name="` at the start of a label: which identifying label it is (if any) and the text after the quote.
+/// The kubelet's exact spelling is matched by prefix; anything else (blanks around `=`, other labels) by a scan.
+fn label_start(s: &[u8]) -> Result<(Option<Identity>, &[u8]), &'static str> {
+    if let Some(rest) = s.strip_prefix(b"container=\"") {
+        return Ok((Some(Identity::Container), rest));
+    }
+    if let Some(rest) = s.strip_prefix(b"namespace=\"") {
+        return Ok((Some(Identity::Namespace), rest));
+    }
+    if let Some(rest) = s.strip_prefix(b"pod=\"") {
+        return Ok((Some(Identity::Pod), rest));
+    }
+    let name_len = s
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(s.len());
+    if name_len == 0 || s[0].is_ascii_digit() {
+        return Err("invalid label name");
+    }
+    let (name, rest) = s.split_at(name_len);
+    let rest = match skip_blanks(rest).split_first() {
+        Some((b'=', rest)) => skip_blanks(rest),
+        _ => return Err("expected '=' after label name"),
+    };
+    let rest = match rest.split_first() {
+        Some((b'"', rest)) => rest,
+        _ => return Err("expected '\"' to open label value"),
+    };
+    let which = match name {
+        b"container" => Some(Identity::Container),
+        b"namespace" => Some(Identity::Namespace),
+        b"pod" => Some(Identity::Pod),
+        _ => None,
+    };
+    Ok((which, rest))
 }
 
 /// Scans a label value after its opening quote: returns the raw (escaped) value and the text after the closing quote.
@@ -590,16 +629,11 @@ fn label_value(s: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
     }
 }
 
-/// Parses a value as Go's `strconv.ParseFloat` prints it (`10`, `4.710169`, `1.137475584e+09`, `NaN`, `+Inf`,
-/// `-Inf`, `Inf`). Hexadecimal floats are not accepted (no kubelet prints them).
+/// Parses a value as Go's `strconv.FormatFloat(v, 'g', -1, 64)` prints it (`10`, `4.710169`, `1.137475584e+09`,
+/// `NaN`, `+Inf`, `-Inf`, `Inf`). Hexadecimal floats are not accepted (no kubelet prints them).
 fn parse_go_float(tok: &[u8]) -> Result<f64, &'static str> {
-    // Fast path: plain unsigned integers up to 15 digits are exact in f64.
-    if tok.len() <= 15 && !tok.is_empty() && tok.iter().all(u8::is_ascii_digit) {
-        let n = tok
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-        // n < 10^15 < 2^53: the conversion is exact.
-        return Ok(n as f64);
+    if let Some(v) = fast_decimal(tok) {
+        return Ok(v);
     }
     std::str::from_utf8(tok)
         .ok()
@@ -607,22 +641,92 @@ fn parse_go_float(tok: &[u8]) -> Result<f64, &'static str> {
         .ok_or("invalid value")
 }
 
+/// Exact powers of ten representable in f64 (10^22 is the largest).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path for unsigned decimals (`123`, `4.5`, `1.25e+07`): with a mantissa ≤ 2^53 and a power of ten
+/// ≤ 10^22 both operands are exact, so one multiplication or division is correctly rounded, the same result as the
+/// full parser. `None` sends anything else (signs, NaN/Inf, long mantissas, big exponents) to `str::parse`.
+fn fast_decimal(tok: &[u8]) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut exp10: i32 = 0;
+    let mut i = 0;
+    let mut after_point = false;
+    while let Some(&b) = tok.get(i) {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 19 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                digits += 1;
+                exp10 -= i32::from(after_point);
+            }
+            b'.' if !after_point => after_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if let Some(b'e' | b'E') = tok.get(i) {
+        i += 1;
+        let negative = match tok.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let exp_digits = &tok[i..];
+        if exp_digits.is_empty()
+            || exp_digits.len() > 3
+            || !exp_digits.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let e = exp_digits
+            .iter()
+            .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
+        exp10 += if negative { -e } else { e };
+        i = tok.len();
+    }
+    if i != tok.len() || mantissa > 1 << 53 {
+        return None;
+    }
+    // mantissa ≤ 2^53: the conversion is exact.
+    let m = mantissa as f64;
+    let pow = POW10.get(usize::try_from(exp10.unsigned_abs()).ok()?)?;
+    Some(if exp10 >= 0 { m * pow } else { m / pow })
+}
+
 /// Parses an integer millisecond timestamp; negative, signed, fractional or overflowing ones are malformed.
 fn parse_timestamp_ms(tok: &[u8]) -> Result<TimestampMs, &'static str> {
     if tok.first() == Some(&b'-') {
         return Err("negative timestamp");
     }
-    let mut ms: i64 = 0;
-    for &b in tok {
-        if !b.is_ascii_digit() {
-            return Err("timestamp is not an integer number of milliseconds");
-        }
-        ms = ms
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(i64::from(b - b'0')))
-            .ok_or("timestamp out of range")?;
+    if !tok.iter().all(u8::is_ascii_digit) {
+        return Err("timestamp is not an integer number of milliseconds");
     }
-    Ok(ms)
+    // Up to 18 digits cannot overflow i64 (10^18 − 1 < i64::MAX); longer ones are checked digit by digit.
+    let (head, tail) = tok.split_at(tok.len().min(18));
+    let ms = head
+        .iter()
+        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    tail.iter().try_fold(ms, |acc, &d| {
+        acc.checked_mul(10)
+            .and_then(|m| m.checked_add(i64::from(d - b'0')))
+            .ok_or("timestamp out of range")
+    })
 }
 
 /// A finite, non-negative `x` rounded to an integer strictly below 2^63; `None` otherwise.

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::state::PodKey;
 use crate::api::PodUsage;
 
 /// One node's servable usage for a pod.
@@ -32,17 +31,27 @@ impl Candidate {
 pub(crate) struct PodEntry {
     /// The candidate served.
     pub(crate) winner: Candidate,
-    /// Other nodes' candidates, in no particular order.
-    others: Vec<Candidate>,
+    /// Other nodes' candidates, in no particular order: a boxed slice, 16 bytes and no allocation for the usual pod
+    /// that has none (changes rebuild it, which is rare).
+    others: Box<[Candidate]>,
 }
 
 impl PodEntry {
+    /// Moves the best candidate into `winner`.
     fn elect(&mut self) {
         for other in &mut self.others {
             if other.beats(&self.winner) {
                 std::mem::swap(other, &mut self.winner);
             }
         }
+    }
+
+    /// Applies `f` to the other candidates as a `Vec`.
+    fn edit_others<T>(&mut self, f: impl FnOnce(&mut Vec<Candidate>) -> T) -> T {
+        let mut others = std::mem::take(&mut self.others).into_vec();
+        let out = f(&mut others);
+        self.others = others.into_boxed_slice();
+        out
     }
 }
 
@@ -68,25 +77,31 @@ impl PodIndex {
             .flat_map(|pods| pods.values().map(|entry| &entry.winner))
     }
 
-    /// Sets `node`'s candidate for `key`; a replaced usage is pushed to `garbage` (to be dropped off-lock).
+    /// Sets `node`'s candidate for `namespace/pod`; a replaced usage is pushed to `garbage` (to be dropped
+    /// off-lock).
     pub(crate) fn serve(
         &mut self,
         node: &Arc<str>,
-        key: PodKey,
-        usage: Arc<PodUsage>,
+        namespace: &Arc<str>,
+        pod: &Arc<str>,
+        usage: &Arc<PodUsage>,
         garbage: &mut Vec<Arc<PodUsage>>,
     ) {
-        let candidate = Candidate {
-            node: Arc::clone(node),
-            usage,
+        let usage = Arc::clone(usage);
+        let pods = match self.by_namespace.get_mut(&**namespace) {
+            Some(pods) => pods,
+            None => self.by_namespace.entry(Arc::clone(namespace)).or_default(),
         };
-        let pods = self.by_namespace.entry(key.namespace).or_default();
-        let Some(entry) = pods.get_mut(&*key.name) else {
+        let Some(entry) = pods.get_mut(&**pod) else {
+            let winner = Candidate {
+                node: Arc::clone(node),
+                usage,
+            };
             pods.insert(
-                key.name,
+                Arc::clone(pod),
                 PodEntry {
-                    winner: candidate,
-                    others: Vec::new(),
+                    winner,
+                    others: Box::default(),
                 },
             );
             return;
@@ -97,37 +112,48 @@ impl PodIndex {
             entry.others.iter_mut().find(|c| c.node == *node)
         };
         match slot {
-            Some(slot) => garbage.push(std::mem::replace(slot, candidate).usage),
-            None => entry.others.push(candidate),
+            Some(slot) => garbage.push(std::mem::replace(&mut slot.usage, usage)),
+            None => entry.edit_others(|others| {
+                others.push(Candidate {
+                    node: Arc::clone(node),
+                    usage,
+                })
+            }),
         }
         entry.elect();
     }
 
-    /// Removes `node`'s candidate for `key`; the removed usage is pushed to `garbage`.
-    pub(crate) fn withdraw(&mut self, node: &str, key: &PodKey, garbage: &mut Vec<Arc<PodUsage>>) {
-        let Some(pods) = self.by_namespace.get_mut(&*key.namespace) else {
+    /// Removes `node`'s candidate for `namespace/pod`; the removed usage is pushed to `garbage`.
+    pub(crate) fn withdraw(
+        &mut self,
+        node: &str,
+        namespace: &str,
+        pod: &str,
+        garbage: &mut Vec<Arc<PodUsage>>,
+    ) {
+        let Some(pods) = self.by_namespace.get_mut(namespace) else {
             return;
         };
-        let Some(entry) = pods.get_mut(&*key.name) else {
+        let Some(entry) = pods.get_mut(pod) else {
             return;
         };
         if *entry.winner.node == *node {
-            match entry.others.pop() {
+            match entry.edit_others(Vec::pop) {
                 Some(next) => {
                     garbage.push(std::mem::replace(&mut entry.winner, next).usage);
                     entry.elect();
                 }
                 None => {
-                    if let Some(removed) = pods.remove(&*key.name) {
+                    if let Some(removed) = pods.remove(pod) {
                         garbage.push(removed.winner.usage);
                     }
                     if pods.is_empty() {
-                        self.by_namespace.remove(&*key.namespace);
+                        self.by_namespace.remove(namespace);
                     }
                 }
             }
         } else if let Some(at) = entry.others.iter().position(|c| *c.node == *node) {
-            garbage.push(entry.others.swap_remove(at).usage);
+            garbage.push(entry.edit_others(|others| others.swap_remove(at)).usage);
         }
     }
 }

@@ -26,7 +26,7 @@ impl CpuPoint {
     }
 }
 
-/// The newest reading of a series: CPU plus the instantaneous gauges served with it.
+/// One usable sample of a node or container: the CPU reading plus the instantaneous gauges served with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Point {
     /// The CPU reading; its timestamp is the point's timestamp.
@@ -61,11 +61,11 @@ pub(crate) fn cpu_rate(prev: CpuPoint, last: CpuPoint) -> Option<Rate> {
     })
 }
 
-/// The usage served for a window ending at `last` with the given rate: memory and swap are `last`'s gauges.
-pub(crate) fn usage(rate: Rate, last: &Point) -> Usage {
+/// The usage served for a window with the given rate, ending at a point with these gauges.
+pub(crate) fn usage(rate: Rate, memory_bytes: u64, swap_bytes: Option<u64>) -> Usage {
     Usage {
         cpu_nanocores: rate.cpu_nanocores,
-        memory_bytes: last.memory_bytes,
-        swap_bytes: last.swap_bytes,
+        memory_bytes,
+        swap_bytes,
     }
 }

@@ -16,12 +16,26 @@ use crate::time::TimestampMs;
 /// Everything stored for one node. Immutable once built; replaced whole (behind an `Arc`) on each scrape.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
-    /// The node's own window, once a usable node point was seen (kept across unusable samples and failures).
-    pub(crate) node: Option<Window>,
+    /// The node's own series, once a usable node point was seen (kept across unusable samples and failures).
+    pub(crate) node: Option<NodeSeries>,
     /// The node's pods, sorted by (namespace, name).
     pub(crate) pods: Vec<PodState>,
+    /// All pods' containers, pod after pod (one allocation per node rather than one per pod); each [`PodState`]
+    /// holds its range.
+    pub(crate) containers: Vec<ContainerState>,
     /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
     pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
+}
+
+/// A node's CPU window and its newest gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeSeries {
+    /// The CPU window.
+    pub(crate) window: Window,
+    /// Newest memory working set, in bytes.
+    pub(crate) memory_bytes: u64,
+    /// Newest swap usage, in bytes, when reported.
+    pub(crate) swap_bytes: Option<u64>,
 }
 
 /// One pod as reported by one node.
@@ -31,13 +45,23 @@ pub(crate) struct PodState {
     pub(crate) namespace: Arc<str>,
     /// Pod name (shared with the pod index).
     pub(crate) name: Arc<str>,
-    /// Containers sorted by name.
-    pub(crate) containers: Vec<ContainerState>,
+    /// Start of this pod's containers (sorted by name) in [`NodeState::containers`].
+    first_container: u32,
+    /// End (exclusive) of this pod's containers in [`NodeState::containers`].
+    end_container: u32,
     /// The pod's usage, precomputed when every container has a rate.
     pub(crate) usage: Option<Arc<PodUsage>>,
 }
 
-/// One container's retained points.
+impl PodState {
+    /// This pod's containers, sorted by name, out of its node's `containers`.
+    pub(crate) fn containers<'a>(&self, all: &'a [ContainerState]) -> &'a [ContainerState] {
+        all.get(self.first_container as usize..self.end_container as usize)
+            .unwrap_or(&[])
+    }
+}
+
+/// One container's retained CPU points (its gauges live only in the pod's precomputed usage).
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerState {
     /// Container name (interned).
@@ -57,13 +81,12 @@ pub(crate) struct PodKey {
     pub(crate) name: Arc<str>,
 }
 
-/// The result of applying one batch to a node: its next state and the pod-index changes for this node.
+/// The result of applying one batch to a node: its next state (whose pods with usage are the ones it serves) and
+/// the pods it no longer serves.
 #[derive(Debug)]
 pub(crate) struct Update {
     /// The node's next state.
     pub(crate) state: NodeState,
-    /// Pods this node now serves (insert or replace this node's candidate).
-    pub(crate) served: Vec<(PodKey, Arc<PodUsage>)>,
     /// Pods this node served before and no longer does (remove this node's candidate).
     pub(crate) withdrawn: Vec<PodKey>,
 }
@@ -148,15 +171,20 @@ pub(crate) fn build(
 ) -> Update {
     let old_node = old.and_then(|o| o.node.as_ref());
     let node = match node_point(&batch.node) {
-        Some(point) => Some(rules.next_node(old_node, point)),
+        Some(point) => Some(NodeSeries {
+            window: rules.next_node(old_node.map(|n| &n.window), point.cpu),
+            memory_bytes: point.memory_bytes,
+            swap_bytes: point.swap_bytes,
+        }),
         None => old_node.copied(),
     };
 
     let mut containers = batch.containers;
     normalise(&mut containers);
     let old_pods: &[PodState] = old.map_or(&[], |o| &o.pods);
+    let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
     let mut pods = Vec::with_capacity(old_pods.len().max(8));
-    let mut served = Vec::with_capacity(old_pods.len().max(8));
+    let mut next_containers = Vec::with_capacity(containers.len());
     let mut withdrawn = Vec::new();
     let mut withdraw = |pod: &PodState| {
         if pod.usage.is_some() {
@@ -191,62 +219,72 @@ pub(crate) fn build(
         if matched.is_some() {
             next_old += 1;
         }
-        let Some(next) = build_pod(rules, matched, namespace, pod, group, interner) else {
-            continue;
-        };
-        match &next.usage {
-            Some(usage) => served.push((
-                PodKey {
-                    namespace: Arc::clone(&next.namespace),
-                    name: Arc::clone(&next.name),
-                },
-                Arc::clone(usage),
-            )),
-            None => {
-                if let Some(before) = matched {
-                    withdraw(before);
-                }
-            }
+        let old = matched.map(|o| (o, o.containers(old_containers)));
+        let next = build_pod(
+            rules,
+            old,
+            namespace,
+            pod,
+            group,
+            interner,
+            &mut next_containers,
+        );
+        if next.as_ref().is_none_or(|p| p.usage.is_none())
+            && let Some(before) = matched
+        {
+            withdraw(before);
         }
-        pods.push(next);
+        pods.extend(next);
     }
-    for gone in &old_pods[next_old..] {
+    for gone in old_pods.iter().skip(next_old) {
         withdraw(gone);
     }
 
-    let newest_pod_timestamp_ms = served.iter().map(|(_, usage)| usage.timestamp_ms).max();
+    let newest_pod_timestamp_ms = pods
+        .iter()
+        .filter_map(|p| Some(p.usage.as_ref()?.timestamp_ms))
+        .max();
     Update {
         state: NodeState {
             node,
             pods,
+            containers: next_containers,
             newest_pod_timestamp_ms,
         },
-        served,
         withdrawn,
     }
 }
 
-/// The next state of one pod from its containers' samples (sorted by name, non-empty).
+/// The next state of one pod from its containers' samples (sorted by name, non-empty), appending its containers
+/// to `out`. `old` is the pod's previous state with its containers.
 ///
 /// If any container is unusable (missing or zero CPU or memory), the pod is dropped for this scrape: the previous
 /// state is kept unchanged but not served, and a pod never seen before is not stored at all.
 fn build_pod(
     rules: &Rules,
-    old: Option<&PodState>,
+    old: Option<(&PodState, &[ContainerState])>,
     namespace: &str,
     pod: &str,
     group: &[ContainerSample],
     interner: &mut Interner,
+    out: &mut Vec<ContainerState>,
 ) -> Option<PodState> {
-    let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
+    let old_containers = old.map_or(&[][..], |(_, containers)| containers);
+    let start = out.len();
     let mut next_old = 0;
-    let mut containers = Vec::with_capacity(group.len());
+    let mut usage = PodUsageBuilder::with_capacity(group.len());
     for sample in group {
         let Some(point) = container_point(sample) else {
-            return old.map(|o| PodState {
-                usage: None,
-                ..o.clone()
-            });
+            out.truncate(start);
+            let (before, containers) = old?;
+            out.extend_from_slice(containers);
+            return pod_state(
+                Arc::clone(&before.namespace),
+                Arc::clone(&before.name),
+                start,
+                out,
+                None,
+            );
         };
         while old_containers
             .get(next_old)
@@ -261,53 +299,93 @@ fn build_pod(
             Some(o) => Arc::clone(&o.name),
             None => interner.intern(&sample.container),
         };
-        let window = rules.next_container(
-            matched.map(|o| (&o.window, o.start_time_ms)),
-            point,
-            sample.start_time_ms,
-        );
-        containers.push(ContainerState {
+        let old_window = matched.map(|o| (&o.window, o.start_time_ms));
+        let window = rules.next_container(old_window, point.cpu, sample.start_time_ms);
+        usage.add(&name, &window, &point);
+        out.push(ContainerState {
             name,
             start_time_ms: sample.start_time_ms,
             window,
         });
     }
-    let usage = pod_usage(&containers).map(Arc::new);
     let (namespace, name) = match old {
-        Some(o) => (Arc::clone(&o.namespace), Arc::clone(&o.name)),
+        Some((before, _)) => (Arc::clone(&before.namespace), Arc::clone(&before.name)),
         None => (interner.intern(namespace), Arc::from(pod)),
     };
-    Some(PodState {
-        namespace,
-        name,
-        containers,
-        usage,
-    })
+    pod_state(namespace, name, start, out, usage.finish().map(Arc::new))
 }
 
-/// A pod's usage when every container has a rate: containers in name order; timestamp and window of the container
-/// with the earliest timestamp (ties: the longest window).
-fn pod_usage(containers: &[ContainerState]) -> Option<PodUsage> {
-    let mut out = Vec::with_capacity(containers.len());
-    let mut earliest: Option<(TimestampMs, i64)> = None;
-    for c in containers {
-        let rate = c.window.rate()?;
-        let timestamp_ms = c.window.timestamp_ms();
-        let earlier = earliest.is_none_or(|(ts, window_ms)| {
+/// A pod whose containers are `out[start..]`; `None` (and the containers removed) if the range does not fit `u32`,
+/// which would take over four billion containers on one node.
+fn pod_state(
+    namespace: Arc<str>,
+    name: Arc<str>,
+    start: usize,
+    out: &mut Vec<ContainerState>,
+    usage: Option<Arc<PodUsage>>,
+) -> Option<PodState> {
+    match (u32::try_from(start), u32::try_from(out.len())) {
+        (Ok(first_container), Ok(end_container)) => Some(PodState {
+            namespace,
+            name,
+            first_container,
+            end_container,
+            usage,
+        }),
+        _ => {
+            out.truncate(start);
+            None
+        }
+    }
+}
+
+/// Collects a pod's usage container by container; yields nothing if any container has no rate.
+struct PodUsageBuilder {
+    /// Containers so far (name order); `None` once a container had no rate.
+    containers: Option<Vec<ContainerUsage>>,
+    /// (timestamp, window) of the earliest container so far, in ms.
+    earliest: Option<(TimestampMs, i64)>,
+}
+
+impl PodUsageBuilder {
+    fn with_capacity(containers: usize) -> Self {
+        PodUsageBuilder {
+            containers: Some(Vec::with_capacity(containers)),
+            earliest: None,
+        }
+    }
+
+    /// Adds a container whose window is `window` and newest sample `point`.
+    fn add(&mut self, name: &Arc<str>, window: &Window, point: &Point) {
+        let Some(out) = &mut self.containers else {
+            return;
+        };
+        let Some(rate) = window.rate() else {
+            self.containers = None;
+            return;
+        };
+        let timestamp_ms = window.timestamp_ms();
+        let earlier = self.earliest.is_none_or(|(ts, window_ms)| {
             timestamp_ms < ts || (timestamp_ms == ts && rate.window_ms > window_ms)
         });
         if earlier {
-            earliest = Some((timestamp_ms, rate.window_ms));
+            self.earliest = Some((timestamp_ms, rate.window_ms));
         }
+        let usage = usage(rate, point.memory_bytes, point.swap_bytes);
         out.push(ContainerUsage {
-            name: Arc::clone(&c.name),
-            usage: usage(rate, &c.window.last),
+            name: Arc::clone(name),
+            usage,
         });
     }
-    let (timestamp_ms, window_ms) = earliest?;
-    Some(PodUsage {
-        timestamp_ms,
-        window_ms,
-        containers: out,
-    })
+
+    /// The pod's usage: containers in name order; timestamp and window of the container with the earliest
+    /// timestamp (ties: the longest window).
+    fn finish(self) -> Option<PodUsage> {
+        let (timestamp_ms, window_ms) = self.earliest?;
+        Some(PodUsage {
+            timestamp_ms,
+            window_ms,
+            containers: self.containers?,
+        })
+    }
 }

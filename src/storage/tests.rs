@@ -1176,3 +1176,30 @@ fn readers_are_served_while_writers_store() {
     }
     assert_eq!(s.point_counts(last), (8, 8));
 }
+
+#[test]
+fn pod_on_three_nodes_falls_back_to_the_best_remaining_candidate() {
+    let s = storage();
+    // Window ends: n1 newest, then n3, then n2.
+    for (node, offset) in [("n2", -2_000), ("n1", 0), ("n3", -1_000)] {
+        one_pod(T0 + offset, S).send(&s, node);
+        one_pod(t(1) + offset, 2 * S).send(&s, node);
+    }
+    let served_ts = |s: &Storage| pod(s, t(1)).map(|p| p.timestamp_ms);
+    assert_eq!(served_ts(&s), Some(t(1)));
+    batch().node(t(2) - 1_000, 3 * S, MIB).send(&s, "n3");
+    assert_eq!(
+        served_ts(&s),
+        Some(t(1)),
+        "n3 dropping the pod leaves the winner alone"
+    );
+    s.forget("n1");
+    assert_eq!(served_ts(&s), Some(t(1) - 2_000), "only n2 is left");
+    one_pod(t(2) - 1_000, 3 * S).send(&s, "n3");
+    one_pod(t(3) - 1_000, 4 * S).send(&s, "n3");
+    assert_eq!(
+        pod(&s, t(3)).map(|p| p.timestamp_ms),
+        Some(t(3) - 1_000),
+        "n3 is back and newer"
+    );
+}

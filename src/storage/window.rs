@@ -4,36 +4,54 @@
 //! Pure functions over values: the caller passes the retained window and the new point; nothing here reads a clock,
 //! takes a lock or knows about pods and nodes beyond which rule set applies.
 
-use super::point::{CpuPoint, Point, Rate, cpu_rate};
+use super::point::{CpuPoint, Rate, cpu_rate};
 use crate::time::TimestampMs;
 
-/// The points retained for one series: the newest point and, when a rate can be formed, the older end of the
-/// window it pairs with.
+/// The CPU points retained for one series: the newest reading and, when a rate can be formed, the older end of the
+/// window it pairs with. Gauges (memory, swap) are instantaneous and kept by the caller where they are served.
 ///
 /// Today a series keeps exactly the two points a rate needs. History (more points per series) would add an
 /// append-only block beside `last` rather than change this pairing: see the module docs of `storage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Window {
-    /// The older end of the window (a real earlier reading or a container's synthetic zero point).
-    pub(crate) prev: Option<CpuPoint>,
-    /// The newest point.
-    pub(crate) last: Point,
+    /// The older end of the window (a real earlier reading or a container's synthetic zero point); its timestamp is
+    /// [`NO_PREV`] when there is none (inline rather than an `Option`, which would cost 8 more bytes per series).
+    prev: CpuPoint,
+    /// The newest reading.
+    last: CpuPoint,
 }
 
+/// The `prev` timestamp that means "no older end". A start time this far before the epoch is not a real one.
+const NO_PREV: TimestampMs = TimestampMs::MIN;
+
 impl Window {
+    /// A window from `prev` (if any) to `last`.
+    fn new(prev: Option<CpuPoint>, last: CpuPoint) -> Window {
+        let prev = prev.unwrap_or(CpuPoint {
+            timestamp_ms: NO_PREV,
+            cumulative_cpu_ns: 0,
+        });
+        Window { prev, last }
+    }
+
     /// A window holding only `last`: no rate until a later point arrives.
-    pub(crate) fn first(last: Point) -> Window {
-        Window { prev: None, last }
+    pub(crate) fn first(last: CpuPoint) -> Window {
+        Window::new(None, last)
+    }
+
+    /// The older end of the window, if any.
+    fn prev(&self) -> Option<CpuPoint> {
+        (self.prev.timestamp_ms != NO_PREV).then_some(self.prev)
     }
 
     /// The CPU rate over this window, if it has two usable ends.
     pub(crate) fn rate(&self) -> Option<Rate> {
-        cpu_rate(self.prev?, self.last.cpu)
+        cpu_rate(self.prev()?, self.last)
     }
 
     /// Timestamp of the newest point, in ms since the epoch.
     pub(crate) fn timestamp_ms(&self) -> TimestampMs {
-        self.last.cpu.timestamp_ms
+        self.last.timestamp_ms
     }
 
     /// The ordinary rotation (node rule, and containers without a restart).
@@ -41,22 +59,18 @@ impl Window {
     /// A strictly later point pushes `last` down to `prev`, unless the counter went down (reboot / reset: start
     /// fresh). An identical or older timestamp replaces `last` and keeps the old `prev` only if that is strictly
     /// older than the new point (and not above its counter); otherwise there is no rate.
-    fn rotate(&self, new: Point) -> Window {
-        if new.cpu.timestamp_ms > self.last.cpu.timestamp_ms {
-            if new.cpu.cumulative_cpu_ns >= self.last.cpu.cumulative_cpu_ns {
-                Window {
-                    prev: Some(self.last.cpu),
-                    last: new,
-                }
+    fn rotate(&self, new: CpuPoint) -> Window {
+        if new.timestamp_ms > self.last.timestamp_ms {
+            if new.cumulative_cpu_ns >= self.last.cumulative_cpu_ns {
+                Window::new(Some(self.last), new)
             } else {
                 Window::first(new)
             }
         } else {
-            let prev = self.prev.filter(|p| {
-                p.timestamp_ms < new.cpu.timestamp_ms
-                    && p.cumulative_cpu_ns <= new.cpu.cumulative_cpu_ns
+            let prev = self.prev().filter(|p| {
+                p.timestamp_ms < new.timestamp_ms && p.cumulative_cpu_ns <= new.cumulative_cpu_ns
             });
-            Window { prev, last: new }
+            Window::new(prev, new)
         }
     }
 }
@@ -82,8 +96,8 @@ impl Rules {
     }
 
     /// The node rule: ordinary rotation against the retained window, or a first point.
-    pub(crate) fn next_node(&self, old: Option<&Window>, new: Point) -> Window {
-        match self.retained(old, new.cpu.timestamp_ms) {
+    pub(crate) fn next_node(&self, old: Option<&Window>, new: CpuPoint) -> Window {
+        match self.retained(old, new.timestamp_ms) {
             Some(w) => w.rotate(new),
             None => Window::first(new),
         }
@@ -101,10 +115,10 @@ impl Rules {
     pub(crate) fn next_container(
         &self,
         old: Option<(&Window, Option<TimestampMs>)>,
-        new: Point,
+        new: CpuPoint,
         start_time_ms: Option<TimestampMs>,
     ) -> Window {
-        let ts = new.cpu.timestamp_ms;
+        let ts = new.timestamp_ms;
         let retained = old.and_then(|(w, start)| self.retained(Some(w), ts).map(|w| (w, start)));
         if let Some(start) = start_time_ms
             && start < ts
@@ -112,10 +126,7 @@ impl Rules {
             let restarted = retained.is_some_and(|(w, _)| start > w.timestamp_ms());
             let young = retained.is_none() && ts.saturating_sub(start) < self.resolution_ms;
             if restarted || young {
-                return Window {
-                    prev: Some(CpuPoint::zero_at(start)),
-                    last: new,
-                };
+                return Window::new(Some(CpuPoint::zero_at(start)), new);
             }
         }
         match retained {

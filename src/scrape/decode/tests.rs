@@ -520,3 +520,177 @@ fn decode_errors_render_line_and_reason() {
         "malformed kubelet metrics body at line 3: negative timestamp"
     );
 }
+
+/// Reads a derived fixture from `tests/fixtures/`.
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../tests/fixtures/", $name)).as_slice()
+    };
+}
+
+#[test]
+fn derived_fixture_files_decode_as_documented() {
+    let ts = 1_624_396_278_302;
+    let cases = vec![
+        Case {
+            name: "resource_scrape_error 1 alone is a kubelet error with no samples",
+            body: fixture!("derived-resource-scrape-error.prom"),
+            want: Ok(batch().kubelet_error()),
+        },
+        Case {
+            name: "NaN, ±Inf, negative and underflowed values are rejected one by one",
+            body: fixture!("derived-invalid-values.prom"),
+            want: Ok(batch()
+                .node_cpu(6_197_005_020_909, 1_750_705_774_670)
+                .with(
+                    container("kube-system", "aws-node-7k649", "aws-node")
+                        .memory(50_237_440, 1_750_705_767_923),
+                )
+                .rejected(6)),
+        },
+        Case {
+            name: "a container with only a start time is returned beside its sampled sibling",
+            body: fixture!("derived-start-time-only-container.prom"),
+            want: Ok(batch()
+                .node_cpu(10_000_000_000, ts)
+                .node_memory(1000, ts)
+                .with(
+                    container("namespace_a", "pod_a", "container_a")
+                        .cpu(10_000_000_000, ts)
+                        .memory(1000, ts)
+                        .started(ts - 30_000),
+                )
+                .with(container("namespace_a", "pod_a", "container_b").started(ts - 1000))),
+        },
+        Case {
+            name: "series missing the pod label are rejected and never stored",
+            body: fixture!("derived-missing-pod-label.prom"),
+            want: Ok(batch()
+                .with(
+                    container("namespace_a", "pod_a", "container_b")
+                        .cpu(20_000_000_000, ts)
+                        .memory(2000, ts),
+                )
+                .rejected(2)),
+        },
+        Case {
+            name: "reordered and extra labels without HELP/TYPE merge, the last duplicate winning",
+            body: fixture!("derived-reordered-labels-no-help.prom"),
+            want: Ok(batch()
+                .node_cpu(10_000_000_000, ts)
+                .node_memory(1000, ts)
+                .with(
+                    container("namespace_a", "pod_a", "container_a")
+                        .cpu(11_000_000_000, 1_624_396_278_399)
+                        .memory(1000, ts),
+                )),
+        },
+        Case {
+            name: "CRLF line endings decode like LF",
+            body: fixture!("derived-crlf.prom"),
+            want: Ok(batch()
+                .node_cpu(10_000_000_000, ts)
+                .node_memory(1000, NOW)
+                .with(
+                    container("namespace_a", "pod_a", "container_a")
+                        .cpu(10_000_000_000, ts)
+                        .memory(1000, ts),
+                )),
+        },
+        Case {
+            name: "the 1.18.0 un-suffixed cpu names are read as cpu",
+            body: fixture!("derived-k8s-1.18.0-unsuffixed.prom"),
+            want: Ok(batch()
+                .node_cpu(357_354_910_000, 1_633_253_809_720)
+                .node_memory(1_616_273_408, 1_633_253_809_720)
+                .with(
+                    container("kube-system", "coredns-66bff467f8-2gzzd", "coredns")
+                        .cpu(4_710_169_000, 1_633_253_812_125)
+                        .memory(12_533_760, 1_633_253_812_125),
+                )),
+        },
+        Case {
+            name: "escaped label values are unescaped and merged across label orders",
+            body: fixture!("derived-label-escapes.prom"),
+            want: Ok(batch().with(
+                container("back\\slash", "new\nline", "quote\"d")
+                    .cpu(1_000_000_000, ts)
+                    .memory(2, ts),
+            )),
+        },
+        Case {
+            name: "a negative timestamp fails the whole body",
+            body: fixture!("derived-malformed-negative-timestamp.prom"),
+            want: malformed(3, "negative timestamp"),
+        },
+        Case {
+            name: "an OpenMetrics body fails cleanly on its float-seconds timestamp",
+            body: fixture!("derived-malformed-openmetrics.prom"),
+            want: malformed(3, "timestamp is not an integer number of milliseconds"),
+        },
+    ];
+    for case in cases {
+        assert_eq!(decode(case.body, NOW), case.want, "case: {}", case.name);
+    }
+}
+
+#[test]
+fn the_decimal_fast_path_agrees_bit_for_bit_with_the_std_parser() {
+    let mut tokens: Vec<String> = [
+        "0",
+        "10",
+        "4.710169",
+        "293.769327238",
+        "1.137475584e+09",
+        "5.023744e+07",
+        "1.7506078418297591e+09",
+        "6197.005020909",
+        "9007199254740993",
+        "9007199254740992",
+        "123456789012345678",
+        "1e22",
+        "1e23",
+        "1e-22",
+        "1.5E-7",
+        ".5",
+        "5.",
+        "0.1",
+        "1e+000",
+        "1e",
+        "1e+",
+        "1.2.3",
+        "--1",
+        "12a",
+        "1e1000",
+        "1e-400",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mantissa = seed % 10_u64.pow(u32::try_from(seed % 18).unwrap() + 1);
+        let point = usize::try_from(seed >> 20).unwrap() % 20;
+        let exp = i64::try_from((seed >> 40) % 60).unwrap() - 30;
+        let mut digits = mantissa.to_string();
+        if point < digits.len() {
+            digits.insert(point, '.');
+        }
+        tokens.push(if seed & 1 == 0 {
+            digits
+        } else {
+            format!("{digits}e{exp:+03}")
+        });
+    }
+    for tok in tokens {
+        let want = tok.parse::<f64>().ok().map(f64::to_bits);
+        let got = parse_go_float(tok.as_bytes()).ok().map(f64::to_bits);
+        assert_eq!(got, want, "token {tok}");
+        if let Some(fast) = fast_decimal(tok.as_bytes()) {
+            assert_eq!(Some(fast.to_bits()), want, "fast path on {tok}");
+        }
+    }
+}
