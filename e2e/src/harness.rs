@@ -383,6 +383,8 @@ impl Cluster {
             "--bind-address=127.0.0.1".into(),
             format!("--cert-dir={}", cert_dir.display()),
             "--metric-resolution=10s".into(),
+            // At most 0.9 × the resolution (metrics-server's invariant).
+            "--kubelet-request-timeout=5s".into(),
             "--kubelet-insecure-tls".into(),
             "--kubelet-preferred-address-types=InternalIP".into(),
             "--kubelet-use-node-status-port".into(),

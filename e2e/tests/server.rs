@@ -59,18 +59,42 @@ async fn start() -> (Cluster, ServerProcess) {
     (cluster, server)
 }
 
+/// Runs kubectl until it succeeds with every row filled in (nodes get metrics one by one, each after its second
+/// scrape, so early answers have `<unknown>` rows or miss pods).
 async fn top_until_ok(cluster: &Cluster, server: &ServerProcess, args: &[&str]) -> KubectlOutput {
+    top_until(cluster, server, args, |out| {
+        !out.stdout.contains("<unknown>")
+    })
+    .await
+}
+
+async fn top_until(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    args: &[&str],
+    done: impl Fn(&KubectlOutput) -> bool,
+) -> KubectlOutput {
     let kubectl = kubectl_binary(Some(33)).unwrap();
     let result = eventually(
         &format!("kubectl {}", args.join(" ")),
         METRICS_WITHIN,
         || async {
             let out = cluster.kubectl(&kubectl, args).await.ok()?;
-            (out.code == 0).then_some(out)
+            (out.code == 0 && done(&out)).then_some(out)
         },
     )
     .await;
     result.unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()))
+}
+
+/// Waits until the server has metrics for every node and every Running pod of the model.
+async fn wait_all_metrics(cluster: &Cluster, server: &ServerProcess) {
+    let pods = cluster.model().pods().len();
+    top_until(cluster, server, &["top", "pod", "-A"], |out| {
+        out.stdout.lines().count() == pods + 1
+    })
+    .await;
+    top_until_ok(cluster, server, &["top", "node"]).await;
 }
 
 /// Rows of `kubectl top` output by first column (or first two with `-A`).
@@ -87,15 +111,15 @@ fn rows(out: &str, key_columns: usize) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn millicores(cell: &str) -> u64 {
-    cell.strip_suffix('m').map_or_else(
-        || cell.parse::<u64>().unwrap() * 1000,
-        |m| m.parse().unwrap(),
-    )
+fn millicores(cell: &str) -> Option<u64> {
+    match cell.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => cell.parse::<u64>().ok().map(|c| c * 1000),
+    }
 }
 
 fn assert_usage(name: &str, cpu_cell: &str, memory_cell: &str, want: ExpectedUsage) {
-    let cpu = millicores(cpu_cell);
+    let cpu = millicores(cpu_cell).unwrap_or_else(|| panic!("{name}: cpu cell {cpu_cell:?}"));
     // The server rounds up to whole millicores and the window is measured, so allow 1m + 1 %.
     let slack = 1 + want.cpu_millicores / 100;
     assert!(
@@ -130,6 +154,7 @@ async fn kubectl_top_node_reports_the_model_rates_through_the_aggregator() {
 #[tokio::test]
 async fn kubectl_top_pod_sums_containers_per_pod() {
     let (cluster, server) = start().await;
+    wait_all_metrics(&cluster, &server).await;
     let out = top_until_ok(&cluster, &server, &["top", "pod", "-A"]).await;
     let rows = rows(&out.stdout, 2);
     assert_eq!(rows.len(), 3, "{}", out.stdout);
@@ -156,7 +181,12 @@ async fn an_unreachable_kubelet_leaves_its_node_unknown() {
         .wait_metrics_available(Duration::from_secs(30))
         .await
         .unwrap();
-    let out = top_until_ok(&cluster, &server, &["top", "node"]).await;
+    let out = top_until(&cluster, &server, &["top", "node"], |out| {
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("node-a") && !l.contains("<unknown>"))
+    })
+    .await;
     let row = out
         .stdout
         .lines()
@@ -211,7 +241,7 @@ async fn users_without_access_are_forbidden_until_a_rule_allows_them() {
 #[tokio::test]
 async fn raw_and_get_requests_see_both_metrics_versions() {
     let (cluster, server) = start().await;
-    top_until_ok(&cluster, &server, &["top", "node"]).await;
+    wait_all_metrics(&cluster, &server).await;
     let kubectl = kubectl_binary(Some(33)).unwrap();
     for version in ["v1beta1", "v1"] {
         let out = cluster
@@ -242,7 +272,7 @@ async fn raw_and_get_requests_see_both_metrics_versions() {
 #[tokio::test]
 async fn the_python_client_reads_metrics_and_gets_404_for_unknown_nodes() {
     let (cluster, server) = start().await;
-    top_until_ok(&cluster, &server, &["top", "pod", "-A"]).await;
+    wait_all_metrics(&cluster, &server).await;
     let node = cluster
         .python_metrics(&["custom-node", "node-a"])
         .await
