@@ -349,3 +349,141 @@ async fn an_hpa_like_consumer_scales_from_the_served_pod_metrics() {
         "{metrics:?}"
     );
 }
+
+#[tokio::test]
+async fn faulty_kubelets_stay_unknown_without_holding_back_healthy_ones() {
+    let faults = [
+        ("node-hang", Fault::Hang),
+        ("node-huge", Fault::Huge(70 << 20)),
+        ("node-garbage", Fault::Garbage),
+        ("node-scrape-error", Fault::ScrapeError),
+        ("node-500", Fault::Status(500)),
+        ("node-reset", Fault::Reset),
+    ];
+    let mut spec = ClusterSpec::new().node(node("node-ok"));
+    spec = spec.pod(
+        pod("default", "ok-1")
+            .on("node-ok")
+            .container(container("app").cpu_millicores(80)),
+    );
+    for (name, _) in &faults {
+        spec = spec.node(node(*name));
+    }
+    let cluster = Cluster::start(spec).await.unwrap();
+    for (name, fault) in &faults {
+        cluster.kubelets().set_fault(name, fault.clone());
+    }
+    let server = cluster.start_server(&[], READY_WITHIN).await.unwrap();
+    cluster
+        .wait_metrics_available(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let out = top_until(&cluster, &server, &["top", "node"], |out| {
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("node-ok") && !l.contains("<unknown>"))
+    })
+    .await;
+    for (name, _) in &faults {
+        let row = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{}", out.stdout));
+        assert!(
+            row.contains("<unknown>"),
+            "{name} must have no metrics:\n{}",
+            out.stdout
+        );
+    }
+
+    // Once the kubelets heal, every node gets metrics.
+    for (name, _) in &faults {
+        cluster.kubelets().set_fault(name, Fault::None);
+    }
+    top_until_ok(&cluster, &server, &["top", "node"]).await;
+}
+
+#[tokio::test]
+async fn pods_added_deleted_and_restarted_show_up_in_later_answers() {
+    let (cluster, server) = start().await;
+    wait_all_metrics(&cluster, &server).await;
+    let model = cluster.model();
+    model
+        .add_pod(
+            pod("default", "late")
+                .on("node-a")
+                .label("app", "web")
+                .container(container("app").cpu_millicores(33)),
+        )
+        .unwrap();
+    model.delete_pod("kube-system", "dns").unwrap();
+    model.restart_container("default", "web-1", "app").unwrap();
+    let out = top_until(&cluster, &server, &["top", "pod", "-A"], |out| {
+        out.stdout.contains(" late ")
+            && !out.stdout.contains(" dns ")
+            && out.stdout.contains(" web-1 ")
+    })
+    .await;
+    let late = out.stdout.lines().find(|l| l.contains(" late ")).unwrap();
+    assert!(
+        late.contains("33m") || late.contains("32m") || late.contains("34m"),
+        "{}",
+        out.stdout
+    );
+
+    let selected = top_until_ok(&cluster, &server, &["top", "pod", "-l", "app=web"]).await;
+    let mut names: Vec<&str> = selected
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["late", "web-1", "web-2"], "{}", selected.stdout);
+}
+
+#[tokio::test]
+async fn every_kubectl_version_reads_the_real_server_and_1_37_shows_swap() {
+    let spec = cluster_spec().node(node("node-swap").swap(8 << 30)).pod(
+        pod("default", "swappy")
+            .on("node-swap")
+            .container(container("app").cpu_millicores(20).swap_bytes(64 << 20)),
+    );
+    let cluster = Cluster::start(spec).await.unwrap();
+    let server = cluster.start_server(&[], READY_WITHIN).await.unwrap();
+    cluster
+        .wait_metrics_available(Duration::from_secs(30))
+        .await
+        .unwrap();
+    wait_all_metrics(&cluster, &server).await;
+    for minor in [27, 29, 30, 31, 32] {
+        let kubectl = kubectl_binary(Some(minor)).unwrap();
+        let out = cluster.kubectl(&kubectl, &["top", "node"]).await.unwrap();
+        assert_eq!(out.code, 0, "kubectl 1.{minor}: {out:?}");
+        assert!(
+            !out.stdout.contains("<unknown>"),
+            "kubectl 1.{minor}: {}",
+            out.stdout
+        );
+    }
+    let kubectl_137 = e2e::harness::venv_binary("kubectl").unwrap();
+    let out = cluster
+        .kubectl(&kubectl_137, &["top", "node", "--show-swap"])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("SWAP"), "{}", out.stdout);
+    assert!(
+        cluster.control_plane().requests().iter().any(|r| r
+            .path_and_query
+            .starts_with("/apis/metrics.k8s.io/v1/nodes")),
+        "kubectl 1.37 uses metrics.k8s.io/v1"
+    );
+    let pods = cluster
+        .kubectl(&kubectl_137, &["top", "pod", "swappy", "--show-swap"])
+        .await
+        .unwrap();
+    assert_eq!(pods.code, 0, "{pods:?}");
+    assert!(pods.stdout.contains("64Mi"), "{}", pods.stdout);
+}
