@@ -214,8 +214,58 @@ fn report_memory() {
     black_box(&s);
 }
 
+/// CPU time this thread has run, in ns (Linux `/proc/thread-self/schedstat`), or 0 if unavailable. Unlike wall time
+/// it does not grow when other processes take the shared cores.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Prints the CPU time per 5,000-node round and per full read of all pods (averages over several repetitions).
+fn report_cpu() {
+    const ROUNDS: i64 = 10;
+    let template = round(0);
+    let s = storage();
+    store(&s, shifted(&template, 0));
+    store(&s, shifted(&template, 1));
+    let mut store_ns = 0;
+    for r in 2..2 + ROUNDS {
+        let batches = shifted(&template, r);
+        let before = thread_cpu_ns();
+        store(&s, batches);
+        store_ns += thread_cpu_ns().saturating_sub(before);
+    }
+    let now = T0 + (1 + ROUNDS) * RESOLUTION_MS;
+    let pods: Vec<(String, String)> = template
+        .iter()
+        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
+        .map(|c| (c.namespace.clone(), c.pod.clone()))
+        .collect();
+    let before = thread_cpu_ns();
+    let mut served = 0;
+    for _ in 0..ROUNDS {
+        served += pods
+            .iter()
+            .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
+            .count();
+    }
+    let read_ns = thread_cpu_ns().saturating_sub(before);
+    println!(
+        "storage/cpu: {:.1} ms CPU per {NODES}-node round ({:.1} us per node); {:.1} ms CPU to read all {} pods \
+         ({} served per pass)",
+        store_ns as f64 / ROUNDS as f64 / 1e6,
+        store_ns as f64 / ROUNDS as f64 / NODES as f64 / 1e3,
+        read_ns as f64 / ROUNDS as f64 / 1e6,
+        pods.len(),
+        served / ROUNDS as usize,
+    );
+}
+
 fn main() {
     report_memory();
+    report_cpu();
     let mut c = Criterion::default().configure_from_args();
     bench_store(&mut c);
     bench_reads(&mut c);
