@@ -487,3 +487,48 @@ async fn every_kubectl_version_reads_the_real_server_and_1_37_shows_swap() {
     assert_eq!(pods.code, 0, "{pods:?}");
     assert!(pods.stdout.contains("64Mi"), "{}", pods.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_node_cluster_gets_metrics_for_every_node_and_pod() {
+    let nodes = 1_000;
+    let cluster = Cluster::start(ClusterSpec::uniform(nodes, 10))
+        .await
+        .unwrap();
+    let server = cluster
+        .start_server(&[], Duration::from_secs(120))
+        .await
+        .unwrap();
+    cluster
+        .wait_metrics_available(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let count = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["items"].as_array().map(Vec::len))
+    };
+    let all_nodes = eventually(
+        "metrics for every node",
+        Duration::from_secs(180),
+        || async {
+            let (status, body) = cluster
+                .api_get("/apis/metrics.k8s.io/v1beta1/nodes", "application/json")
+                .await
+                .ok()?;
+            (status == 200 && count(&body) == Some(nodes as usize)).then_some(())
+        },
+    )
+    .await;
+    all_nodes.unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
+    let all_pods = eventually("metrics for every pod", Duration::from_secs(60), || async {
+        let (status, body) = cluster
+            .api_get("/apis/metrics.k8s.io/v1beta1/pods", "application/json")
+            .await
+            .ok()?;
+        (status == 200 && count(&body) == Some(nodes as usize * 10)).then_some(())
+    })
+    .await;
+    all_pods.unwrap_or_else(|e| panic!("{e}; server log:\n{}", server.log()));
+    // Every kubelet was scraped at least twice (a rate needs two points).
+    assert!(cluster.kubelets().nodes().iter().all(|k| k.requests() >= 2));
+}
