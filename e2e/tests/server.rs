@@ -359,6 +359,8 @@ async fn faulty_kubelets_stay_unknown_without_holding_back_healthy_ones() {
         ("node-scrape-error", Fault::ScrapeError),
         ("node-500", Fault::Status(500)),
         ("node-reset", Fault::Reset),
+        ("node-stuck", Fault::HangBeforeTls),
+        ("node-slow", Fault::Slow(Duration::from_secs(8))),
     ];
     let mut spec = ClusterSpec::new().node(node("node-ok"));
     spec = spec.pod(
