@@ -144,7 +144,7 @@ pub struct Cluster {
     model: Model,
     pki: Pki,
     control_plane: ControlPlane,
-    kubelets: Option<KubeletFleet>,
+    kubelets: KubeletFleet,
     dir: tempfile::TempDir,
     admin_kubeconfig: PathBuf,
     server_kubeconfig: PathBuf,
@@ -306,15 +306,10 @@ impl Cluster {
         &self.control_plane
     }
 
-    /// The in-process fake kubelets (faults, request counts, Authorization seen).
-    ///
-    /// # Panics
-    /// Never with `start_kubelets: true`; with false there is no fleet and this panics (a test bug).
-    #[allow(clippy::expect_used)]
+    /// The in-process fake kubelets (faults, request counts, Authorization seen); empty when started with
+    /// `start_kubelets: false` (start single nodes with [`KubeletFleet::start_node`]).
     pub fn kubelets(&self) -> &KubeletFleet {
-        self.kubelets
-            .as_ref()
-            .expect("the cluster was started with start_kubelets: true")
+        &self.kubelets
     }
 
     /// The certificates.
@@ -383,6 +378,8 @@ impl Cluster {
             "--bind-address=127.0.0.1".into(),
             format!("--cert-dir={}", cert_dir.display()),
             "--metric-resolution=10s".into(),
+            // At most 0.9 × the resolution (metrics-server's invariant).
+            "--kubelet-request-timeout=5s".into(),
             "--kubelet-insecure-tls".into(),
             "--kubelet-preferred-address-types=InternalIP".into(),
             "--kubelet-use-node-status-port".into(),
@@ -836,9 +833,18 @@ async fn start_kubelets(
     spec: ClusterSpec,
     options: &ClusterOptions,
     server_token: &str,
-) -> Result<(Model, Option<KubeletFleet>), HarnessError> {
+) -> Result<(Model, KubeletFleet), HarnessError> {
     if !options.start_kubelets {
-        return Ok((Model::new(spec)?, None));
+        // Another process serves the kubelets; keep an empty fleet (nodes can still be started later).
+        let base = spec.address_base;
+        let model = Model::new(spec)?;
+        let fleet = KubeletFleet::start(
+            &model,
+            Some(&[]),
+            fleet_options(pki, &model, base, options, server_token)?,
+        )
+        .await?;
+        return Ok((model, fleet));
     }
     let mut last_error = None;
     for attempt in 0..ADDRESS_ATTEMPTS {
@@ -848,32 +854,9 @@ async fn start_kubelets(
         }
         let base = spec.address_base;
         let model = Model::new(spec)?;
-        let nodes = model.nodes();
-        let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        for node in nodes.iter().take(MAX_KUBELET_SANS) {
-            sans.push(node.spec.name.clone());
-            if let Some(a) = node.spec.address {
-                sans.push(a.to_string());
-            }
-        }
-        // Nodes added later (Model::add_node) take the next indices: cover a few so their kubelets verify too.
-        if nodes.len() < MAX_KUBELET_SANS {
-            let first = base.saturating_add(u32::try_from(nodes.len()).unwrap_or(u32::MAX));
-            sans.extend(
-                (first..first.saturating_add(SPARE_KUBELET_SANS))
-                    .map(|i| crate::model::node_address(i).to_string()),
-            );
-        }
-        let cert = pki.issue_server("kubelet", &sans)?;
-        let fleet_options = FleetOptions {
-            tls: Arc::new(tls::server_config(&cert, &[])?),
-            required_token: options
-                .kubelets_require_token
-                .then(|| server_token.to_owned()),
-            max_stats_lag_ms: options.max_stats_lag_ms,
-        };
+        let fleet_options = fleet_options(pki, &model, base, options, server_token)?;
         match KubeletFleet::start(&model, None, fleet_options).await {
-            Ok(fleet) => return Ok((model, Some(fleet))),
+            Ok(fleet) => return Ok((model, fleet)),
             Err(KubeletError::Bind { source, .. })
                 if source.kind() == std::io::ErrorKind::AddrInUse =>
             {
@@ -893,6 +876,41 @@ async fn start_kubelets(
         },
         HarnessError::from,
     ))
+}
+
+/// TLS and auth settings for the in-process kubelets: one certificate naming every node (up to
+/// [`MAX_KUBELET_SANS`]) plus a few addresses for nodes added later.
+fn fleet_options(
+    pki: &Pki,
+    model: &Model,
+    base: u32,
+    options: &ClusterOptions,
+    server_token: &str,
+) -> Result<FleetOptions, HarnessError> {
+    let nodes = model.nodes();
+    let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
+    for node in nodes.iter().take(MAX_KUBELET_SANS) {
+        sans.push(node.spec.name.clone());
+        if let Some(a) = node.spec.address {
+            sans.push(a.to_string());
+        }
+    }
+    // Nodes added later (Model::add_node) take the next indices: cover a few so their kubelets verify too.
+    if nodes.len() < MAX_KUBELET_SANS {
+        let first = base.saturating_add(u32::try_from(nodes.len()).unwrap_or(u32::MAX));
+        sans.extend(
+            (first..first.saturating_add(SPARE_KUBELET_SANS))
+                .map(|i| crate::model::node_address(i).to_string()),
+        );
+    }
+    let cert = pki.issue_server("kubelet", &sans)?;
+    Ok(FleetOptions {
+        tls: Arc::new(tls::server_config(&cert, &[])?),
+        required_token: options
+            .kubelets_require_token
+            .then(|| server_token.to_owned()),
+        max_stats_lag_ms: options.max_stats_lag_ms,
+    })
 }
 
 fn auth_configmap(pki: &Pki) -> ConfigMap {

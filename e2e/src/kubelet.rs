@@ -66,6 +66,8 @@ pub enum Fault {
     Refuse,
     /// Accept and read requests but never answer.
     Hang,
+    /// Accept TCP connections but never complete the TLS handshake (a wedged kubelet process).
+    HangBeforeTls,
     /// Answer correctly after this delay.
     Slow(Duration),
     /// Answer with this HTTP status and a short plain-text body (500 for an internal error, 401/403 for auth).
@@ -319,6 +321,13 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 
 async fn serve_connection(node: Arc<KubeletNode>, shared: Arc<Shared>, tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
+    if node.fault() == Fault::HangBeforeTls {
+        // Hold the socket open, reading nothing useful, until the client gives up.
+        let mut tcp = tcp;
+        let mut sink = [0u8; 512];
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+        return;
+    }
     let Ok(Ok(mut tls)) =
         tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.acceptor.accept(tcp)).await
     else {

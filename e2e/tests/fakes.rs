@@ -365,6 +365,20 @@ async fn kubelet_fault_modes_behave_as_named() {
         "{hung:?}"
     );
 
+    kubelets.set_fault("node-a", Fault::HangBeforeTls);
+    let stuck = https::get(
+        addr,
+        config.clone(),
+        "/metrics/resource",
+        &[("Authorization", &auth)],
+        Duration::from_millis(700),
+    )
+    .await;
+    assert!(
+        matches!(stuck, Err(https::HttpsError::Timeout(_))),
+        "{stuck:?}"
+    );
+
     kubelets.set_fault("node-a", Fault::Huge(70 << 20));
     let (status, _, body) = https::get(
         addr,

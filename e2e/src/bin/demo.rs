@@ -117,17 +117,20 @@ async fn main() -> anyhow::Result<()> {
     println!("waiting for the first metrics (two scrapes, ~10-20 s)…");
     let nodes = eventually("node metrics", Duration::from_secs(120), || async {
         let out = cluster.kubectl(&kubectl, &["top", "node"]).await.ok()?;
-        (out.code == 0).then_some(out)
+        // Each node gets metrics after its own second scrape: wait until no row is <unknown>.
+        (out.code == 0 && !out.stdout.contains("<unknown>")).then_some(out)
     })
     .await
     .with_context(|| format!("no metrics yet; server log:\n{}", server.log()))?;
     println!("\n$ kubectl top node\n{}", nodes.stdout);
+    let pod_count = cluster.model().pods().len();
     let pods = eventually("pod metrics", Duration::from_secs(60), || async {
         let out = cluster
             .kubectl(&kubectl, &["top", "pod", "-A"])
             .await
             .ok()?;
-        (out.code == 0).then_some(out)
+        // A header plus one row per pod.
+        (out.code == 0 && out.stdout.lines().count() > pod_count).then_some(out)
     })
     .await?;
     println!("$ kubectl top pod -A\n{}", pods.stdout);
