@@ -236,12 +236,12 @@ impl Health {
         match inner.log.record(check, pass, now_ms) {
             LogAction::Nothing => {}
             LogAction::Failing => tracing::warn!(
-                check = check.name(),
-                reason = check.failure(),
+                check = %check.name(),
+                reason = %check.failure(),
                 "health check failing"
             ),
             LogAction::Recovered => {
-                tracing::info!(check = check.name(), "health check passes again")
+                tracing::info!(check = %check.name(), "health check passes again")
             }
         }
         if pass { Ok(()) } else { Err(check.failure()) }
