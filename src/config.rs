@@ -92,7 +92,8 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
 #[command(
     name = "resource-metrics-server",
     version,
-    about = "Serves metrics.k8s.io from kubelet /metrics/resource"
+    about = "Serves metrics.k8s.io from kubelet /metrics/resource",
+    after_long_help = ignored_flags_help()
 )]
 pub struct Args {
     /// Path to a kubeconfig file; in-cluster configuration when empty.
@@ -324,6 +325,30 @@ fn strip_ignored_flags(argv: Vec<OsString>) -> (Vec<OsString>, Vec<String>) {
         });
     }
     (kept, warnings)
+}
+
+/// The `--help` epilogue listing every accepted-and-ignored flag, wrapped at 120 columns.
+fn ignored_flags_help() -> String {
+    let mut help = String::from(
+        "Also accepted for metrics-server compatibility and ignored with a warning (`*` = any suffix):\n",
+    );
+    let mut line = String::new();
+    for (name, _) in IGNORED_FLAGS {
+        let item = format!("--{name}");
+        if !line.is_empty() && line.len() + 1 + item.len() > 118 {
+            help.push_str("  ");
+            help.push_str(&line);
+            help.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&item);
+    }
+    help.push_str("  ");
+    help.push_str(&line);
+    help
 }
 
 /// `Some(takes_value)` when `name` (without dashes) is an ignorable flag.

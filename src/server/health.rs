@@ -5,6 +5,7 @@
 //! to flip. This module must not serve anything else.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::api::MetricsSource;
@@ -25,7 +26,30 @@ struct Inner {
     heartbeat: Arc<Heartbeat>,
     resolution: Duration,
     shutdown: Signal,
+    log: CheckLog,
 }
+
+/// A failing check is logged when it starts failing, then at most once per this interval while it keeps failing
+/// (probes arrive every few seconds), and once more when it passes again.
+const FAILED_CHECK_LOG_INTERVAL_MS: TimestampMs = 60_000;
+
+/// Per check: when its failure was last logged (`NOT_FAILING` while it passes). Shared by all endpoints.
+struct CheckLog {
+    last_logged_ms: [AtomicI64; CHECK_COUNT],
+}
+
+/// What to log after evaluating a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogAction {
+    Nothing,
+    Failing,
+    Recovered,
+}
+
+const NOT_FAILING: TimestampMs = TimestampMs::MIN;
+const CHECK_COUNT: usize = 9;
+// `Check::Shutdown` is the last variant: the log has one slot per check.
+const _: () = assert!(Check::Shutdown as usize + 1 == CHECK_COUNT);
 
 /// One of the three health endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +131,7 @@ impl Health {
                 heartbeat,
                 resolution,
                 shutdown,
+                log: CheckLog::default(),
             }),
         }
     }
@@ -208,7 +233,54 @@ impl Health {
             Check::MetricCollectionTimely => inner.heartbeat.is_timely(now_ms, inner.resolution),
             Check::Shutdown => !inner.shutdown.is_cancelled(),
         };
+        match inner.log.record(check, pass, now_ms) {
+            LogAction::Nothing => {}
+            LogAction::Failing => tracing::warn!(
+                check = %check.name(),
+                reason = %check.failure(),
+                "health check failing"
+            ),
+            LogAction::Recovered => {
+                tracing::info!(check = %check.name(), "health check passes again")
+            }
+        }
         if pass { Ok(()) } else { Err(check.failure()) }
+    }
+}
+
+// === impl CheckLog ===
+
+impl Default for CheckLog {
+    fn default() -> Self {
+        CheckLog {
+            last_logged_ms: std::array::from_fn(|_| AtomicI64::new(NOT_FAILING)),
+        }
+    }
+}
+
+impl CheckLog {
+    /// Records the outcome of `check` at `now_ms` and says whether to log it (see [`FAILED_CHECK_LOG_INTERVAL_MS`]).
+    fn record(&self, check: Check, passed: bool, now_ms: TimestampMs) -> LogAction {
+        let slot = &self.last_logged_ms[check as usize];
+        if passed {
+            return match slot.swap(NOT_FAILING, Ordering::Relaxed) {
+                NOT_FAILING => LogAction::Nothing,
+                _ => LogAction::Recovered,
+            };
+        }
+        let last = slot.load(Ordering::Relaxed);
+        let due =
+            last == NOT_FAILING || now_ms.saturating_sub(last) >= FAILED_CHECK_LOG_INTERVAL_MS;
+        // Of concurrent probes seeing the same due failure, only the one that swaps the timestamp logs it.
+        if due
+            && slot
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            LogAction::Failing
+        } else {
+            LogAction::Nothing
+        }
     }
 }
 

@@ -260,3 +260,57 @@ fn paths_route_to_endpoints_and_checks() {
         assert_eq!(Endpoint::route(path), want, "{path}");
     }
 }
+
+#[test]
+fn a_failing_check_is_logged_when_it_starts_then_once_a_minute_then_when_it_recovers() {
+    let log = CheckLog::default();
+    let check = Check::MetricStorageReady;
+    let steps = [
+        ("a passing check is not logged", true, 0, LogAction::Nothing),
+        (
+            "the first failure is logged",
+            false,
+            1_000,
+            LogAction::Failing,
+        ),
+        (
+            "the next probe's failure is not",
+            false,
+            11_000,
+            LogAction::Nothing,
+        ),
+        (
+            "nor one just under a minute later",
+            false,
+            60_999,
+            LogAction::Nothing,
+        ),
+        (
+            "a minute after the last logged failure it is again",
+            false,
+            61_000,
+            LogAction::Failing,
+        ),
+        (
+            "passing again is logged once",
+            true,
+            71_000,
+            LogAction::Recovered,
+        ),
+        ("and then stays quiet", true, 81_000, LogAction::Nothing),
+        (
+            "a new failure is logged at once",
+            false,
+            91_000,
+            LogAction::Failing,
+        ),
+    ];
+    for (name, passed, now_ms, want) in steps {
+        assert_eq!(log.record(check, passed, now_ms), want, "{name}");
+    }
+    assert_eq!(
+        log.record(Check::Shutdown, false, 91_000),
+        LogAction::Failing,
+        "checks are logged independently, and the last check has a slot"
+    );
+}
