@@ -92,7 +92,9 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
 #[command(
     name = "resource-metrics-server",
     version,
-    about = "Serves metrics.k8s.io from kubelet /metrics/resource"
+    about = "Serves metrics.k8s.io from kubelet /metrics/resource",
+    // pflag semantics: a flag given twice keeps its last value (Helm charts concatenate default and user args).
+    args_override_self = true
 )]
 pub struct Args {
     /// Path to a kubeconfig file; in-cluster configuration when empty.
