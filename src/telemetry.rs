@@ -11,6 +11,8 @@ mod self_metrics;
 
 pub use self_metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, SelfMetrics, tick_buckets};
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -34,7 +36,9 @@ pub fn init(format: LogFormat, verbosity: u8) -> Result<(), Error> {
         .unwrap_or_else(|_| EnvFilter::new(filter_directives(verbosity)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: container logs and log files must stay plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
