@@ -772,6 +772,44 @@ async fn idle_and_stalled_clients_do_not_starve_health_checks_or_api_requests() 
         pods.status,
         admin.status
     );
-    drop(held);
-    drop(raw);
+
+    // The server does not keep them forever: handshakes time out after 10 s and request heads (or idleness) after
+    // 30 s, so every one of them is closed within a generous bound (a bound on leaks, not a timing assertion).
+    let closed_within = Duration::from_secs(90);
+    let stalled = held.split_off(50);
+    let (idle, stalled, raw) = futures::future::join3(
+        closed_count(held, closed_within),
+        closed_count(stalled, closed_within),
+        closed_count(raw, closed_within),
+    )
+    .await;
+    eprintln!(
+        "closed by the server within {closed_within:?}: {idle}/50 idle TLS, {stalled}/50 stalled heads, {raw}/50 raw TCP"
+    );
+    assert_eq!(
+        (idle, stalled, raw),
+        (50, 50, 50),
+        "the server still holds idle or stalled connections after {closed_within:?}"
+    );
+}
+
+/// How many of `streams` the peer closes (EOF or error) within `within`.
+async fn closed_count<S: tokio::io::AsyncRead + Unpin>(streams: Vec<S>, within: Duration) -> usize {
+    let waits = streams.into_iter().map(|mut stream| async move {
+        let mut buf = [0u8; 1024];
+        let closed = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, closed).await.is_ok()
+    });
+    futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count()
 }
