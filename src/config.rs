@@ -93,7 +93,9 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     name = "resource-metrics-server",
     version,
     about = "Serves metrics.k8s.io from kubelet /metrics/resource",
-    after_long_help = ignored_flags_help()
+    after_long_help = ignored_flags_help(),
+    // pflag semantics: a flag given twice keeps its last value (Helm charts concatenate default and user args).
+    args_override_self = true
 )]
 pub struct Args {
     /// Path to a kubeconfig file; in-cluster configuration when empty.

@@ -116,7 +116,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The HTTP exchange failed (connection reset, malformed response).
-    #[error("HTTP request to kubelet at {address} failed: {source}")]
+    #[error("HTTP request to kubelet at {address} failed: {}", with_causes(.source))]
     Http {
         /// `host:port` dialled.
         address: String,
@@ -451,10 +451,55 @@ impl Shared {
     }
 }
 
+/// `error` followed by its sources, `: `-separated: hyper's own message names only the kind ("connection error"),
+/// the cause ("Connection reset by peer") is in its source.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 // === impl Round ===
 
 impl Drop for Round {
     fn drop(&mut self) {
         self.metrics.tick(self.started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection error")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_message_names_every_cause_in_its_chain() {
+        let reset = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        );
+        let cases: [(&str, &(dyn std::error::Error + 'static), &str); 2] = [
+            (
+                "a wrapped cause is appended",
+                &Wrapper(reset),
+                "connection error: connection reset by peer",
+            ),
+            (
+                "an error without a source is itself",
+                &std::fmt::Error,
+                "an error occurred when formatting an argument",
+            ),
+        ];
+        for (name, error, want) in cases {
+            assert_eq!(with_causes(error), want, "{name}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! This module must not compute metrics, decide authentication or authorization itself, or read storage.
 
+mod first_byte;
 mod health;
 mod status;
 pub mod tls;
@@ -361,7 +362,9 @@ async fn connection(
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(shared.handle(request, &peer).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    // hyper-util's auto builder waits for the first bytes (HTTP/2 preface detection) with no timer; bound that.
+    let io = first_byte::FirstByteDeadline::new(tls, HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(conn).await {
         tracing::debug!(%error, "connection ended with an error");
     }

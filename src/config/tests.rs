@@ -420,3 +420,24 @@ fn go_cipher_names_map_to_rustls_suites() {
         assert_eq!(format!("{:?}", suite.suite()), rustls_name, "{go_name}");
     }
 }
+
+#[test]
+fn a_repeated_flag_keeps_its_last_value_and_repeated_lists_append_like_pflag() {
+    let args = args(&[
+        "--metric-resolution=15s",
+        "--kubelet-request-timeout=10s",
+        "--kubelet-insecure-tls",
+        "--metric-resolution=10s",
+        "--kubelet-request-timeout=2s",
+        "--kubelet-insecure-tls=false",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-allowed-names=aggregator",
+    ]);
+    assert_eq!(args.metric_resolution, Duration::from_secs(10));
+    assert_eq!(args.kubelet_request_timeout, Duration::from_secs(2));
+    assert!(!args.kubelet_insecure_tls);
+    assert_eq!(
+        args.requestheader_allowed_names,
+        vec!["front-proxy-client".to_owned(), "aggregator".to_owned()]
+    );
+}
