@@ -566,7 +566,7 @@ fn label_value_errors(value: &str) -> Option<String> {
 // === impl FieldSelector ===
 
 impl FieldSelector {
-    /// Parses a field selector (`metadata.name=x,metadata.namespace!=y`; `\` escapes `,`, `=`, `!` and `\` in
+    /// Parses a field selector (`metadata.name=x,metadata.namespace!=y`; `\` escapes `,`, `=` and `\` in
     /// values) and checks that only `metadata.name` and `metadata.namespace` are named.
     ///
     /// # Errors
@@ -667,12 +667,13 @@ fn split_term(term: &str) -> Option<(&str, bool, &str)> {
     None
 }
 
-/// apimachinery's `UnescapeValue`: `\\`, `\,`, `\=` and `\!` are escapes; those characters unescaped are errors.
+/// apimachinery's `UnescapeValue`: `\\`, `\,` and `\=` are escapes; `,` and `=` unescaped are errors (`!` is an
+/// ordinary character, and `\!` an invalid escape).
 fn unescape(value: &str) -> Result<String, SelectorError> {
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
-        if matches!(c, ',' | '=' | '!') {
+        if matches!(c, ',' | '=') {
             return Err(error(format!(
                 "invalid field selector: unescaped character {c}"
             )));
@@ -682,7 +683,7 @@ fn unescape(value: &str) -> Result<String, SelectorError> {
             continue;
         }
         match chars.next() {
-            Some(escaped @ ('\\' | ',' | '=' | '!')) => out.push(escaped),
+            Some(escaped @ ('\\' | ',' | '=')) => out.push(escaped),
             Some(other) => {
                 return Err(error(format!(
                     "invalid field selector: invalid escape sequence: \\{other}"

@@ -313,3 +313,33 @@ fn a_fixed_namespace_is_exposed_for_narrowing() {
         None
     );
 }
+
+/// Regression inputs found by `fuzz/fuzz_targets/selector.rs` (structured field mode): apimachinery's
+/// `UnescapeValue` only knows `\\`, `\,` and `\=`, so `!` is an ordinary character and `\!` an invalid escape.
+#[test]
+fn field_selector_values_treat_bang_like_apimachinery() {
+    let matching: &[(&str, &str, &str, &str)] = &[
+        (
+            "bang in a not-equals value",
+            "metadata.namespace!=a!b",
+            "x",
+            "ns",
+        ),
+        ("bang in an equals value", "metadata.name=a!b", "a!b", ""),
+        (
+            "bang next to an escaped comma",
+            "metadata.name=!\\,!",
+            "!,!",
+            "",
+        ),
+    ];
+    for (name, selector, object, namespace) in matching {
+        let parsed = FieldSelector::parse(selector).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(parsed.matches(object, namespace), "{name}");
+    }
+    assert_eq!(
+        FieldSelector::parse("metadata.name=\\!").unwrap_err().0,
+        "invalid field selector: invalid escape sequence: \\!",
+        "an escaped bang is not an escape"
+    );
+}
