@@ -22,14 +22,14 @@ use resource_metrics_server::auth::{
 use resource_metrics_server::cluster::{ClusterView, NodeInfo, PodInfo};
 use resource_metrics_server::config::{Config, parse_args};
 use resource_metrics_server::scrape::Heartbeat;
+use resource_metrics_server::scrape::kubelet::AcceptAnyServerCert;
 use resource_metrics_server::server::{self, Health, ServerParts};
 use resource_metrics_server::shutdown::{self, Trigger};
 use resource_metrics_server::telemetry::SelfMetrics;
 use resource_metrics_server::time::TimestampMs;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme, SupportedProtocolVersion};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
@@ -211,52 +211,6 @@ async fn start(extra: &[String]) -> Running {
     }
 }
 
-/// Accepts any server certificate (the tests inspect it themselves) but checks handshake signatures.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 struct ClientOptions {
     versions: &'static [&'static SupportedProtocolVersion],
     alpn: &'static [&'static [u8]],
@@ -287,7 +241,7 @@ async fn tls_connect(
         Some(roots) => builder.with_root_certificates(roots),
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(provider))),
     };
     let mut config = match options.client_cert {
         Some((chain, key)) => builder

@@ -173,8 +173,10 @@ struct Token {
 }
 
 /// Accepts any server certificate but still checks handshake signatures (`--kubelet-insecure-tls`; test only).
+///
+/// Public so the crate's integration tests reuse it instead of keeping their own copy.
 #[derive(Debug)]
-struct AcceptAnyServerCert(Arc<CryptoProvider>);
+pub struct AcceptAnyServerCert(Arc<CryptoProvider>);
 
 /// A writer that refuses to grow `buf` past `limit` bytes.
 struct Capped<'a> {
@@ -524,6 +526,13 @@ impl Write for Capped<'_> {
 }
 
 // === impl AcceptAnyServerCert ===
+
+impl AcceptAnyServerCert {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        AcceptAnyServerCert(provider)
+    }
+}
 
 impl ServerCertVerifier for AcceptAnyServerCert {
     fn verify_server_cert(
