@@ -427,9 +427,11 @@ mod tests {
     #[test]
     fn the_shared_collector_sample_parses_like_our_output() {
         // Both bodies must parse with the same (independent) Prometheus parser.
-        let sample = std::fs::read_to_string(
-            "/work/shared/kubelet-samples/metrics-resource-format-swap-composite.prom",
-        )
+        // The repository's copy of shared/kubelet-samples (CI checks out the repo alone).
+        let sample = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/metrics-resource-format-swap-composite.prom"
+        ))
         .unwrap();
         let mut ours = String::new();
         render(&stats(Some(500)), true, &mut ours);
