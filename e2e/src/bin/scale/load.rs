@@ -62,6 +62,12 @@ impl Api {
         Conn::open(self.addr, self.config.clone(), REQUEST_TIMEOUT).await
     }
 
+    /// `GET path` on a fresh connection (the server closes idle ones); only the exchange is timed.
+    pub async fn fetch(&self, path: &str) -> anyhow::Result<Timed> {
+        let mut conn = self.connect().await?;
+        self.get(&mut conn, path).await
+    }
+
     /// `GET path` on `conn`, timed; list bodies are counted.
     pub async fn get(&self, conn: &mut Conn, path: &str) -> anyhow::Result<Timed> {
         let start = Instant::now();

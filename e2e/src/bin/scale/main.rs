@@ -586,8 +586,7 @@ async fn wait_ready(api: &Api, child: &mut Child, log: &std::path::Path) -> anyh
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        if let Ok(mut conn) = api.connect().await
-            && let Ok(t) = api.get(&mut conn, "/readyz").await
+        if let Ok(t) = api.fetch("/readyz").await
             && t.status == 200
         {
             return Ok(());
@@ -643,13 +642,12 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     };
     wait_ready(&api, server, &log).await?;
     let started = Instant::now();
-    let mut conn = api.connect().await?;
 
     // Warm-up: every node served (two scrapes each), bounded.
     let warm_deadline = args.resolution * 4 + Duration::from_secs(120 + u64::from(nodes) / 100);
     loop {
         let t = api
-            .get(&mut conn, "/apis/metrics.k8s.io/v1beta1/nodes")
+            .fetch("/apis/metrics.k8s.io/v1beta1/nodes")
             .await?;
         if t.items == nodes as usize {
             break;
@@ -677,7 +675,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
 
     // Measured window: CPU and RSS from /proc, rounds and scrapes from /metrics (read outside the window).
     let before = SelfMetrics::parse(&String::from_utf8_lossy(
-        &api.get(&mut conn, "/metrics").await?.body,
+        &api.fetch("/metrics").await?.body,
     ));
     let profiler = match &args.profile_cmd {
         Some(cmd) => Some(
@@ -711,7 +709,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     report.rss_avg_mib = rss_sum / rss_n.max(1.0);
     report.hwm_mib = probe::status_mib(pid, "VmHWM")?;
     let after = SelfMetrics::parse(&String::from_utf8_lossy(
-        &api.get(&mut conn, "/metrics").await?.body,
+        &api.fetch("/metrics").await?.body,
     ));
     report.rounds = after.tick_count - before.tick_count;
     report.round_avg = (after.tick_sum - before.tick_sum) / report.rounds.max(1.0);
@@ -726,7 +724,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
         .filter(|t| **t >= cycle_start)
         .count();
     report.nodes_served = api
-        .get(&mut conn, "/apis/metrics.k8s.io/v1beta1/nodes")
+        .fetch("/apis/metrics.k8s.io/v1beta1/nodes")
         .await?
         .items;
 
@@ -735,7 +733,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     for _ in 0..args.pod_lists.max(1) {
         let cpu = probe::cpu_seconds(pid)?;
         let t = api
-            .get(&mut conn, "/apis/metrics.k8s.io/v1beta1/pods")
+            .fetch("/apis/metrics.k8s.io/v1beta1/pods")
             .await?;
         report.pod_list_cpu.push(probe::cpu_seconds(pid)? - cpu);
         anyhow::ensure!(t.status == 200, "pod list answered {}", t.status);
@@ -743,7 +741,6 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
         report.pod_list_bytes = t.bytes;
         report.pod_list_walls.push(t.wall);
     }
-    drop(conn);
 
     // HPA-style stream.
     let paths = hpa_paths(nodes, args.pods_per_node, args.hpas);
