@@ -646,9 +646,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     // Warm-up: every node served (two scrapes each), bounded.
     let warm_deadline = args.resolution * 4 + Duration::from_secs(120 + u64::from(nodes) / 100);
     loop {
-        let t = api
-            .fetch("/apis/metrics.k8s.io/v1beta1/nodes")
-            .await?;
+        let t = api.fetch("/apis/metrics.k8s.io/v1beta1/nodes").await?;
         if t.items == nodes as usize {
             break;
         }
@@ -674,9 +672,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     );
 
     // Measured window: CPU and RSS from /proc, rounds and scrapes from /metrics (read outside the window).
-    let before = SelfMetrics::parse(&String::from_utf8_lossy(
-        &api.fetch("/metrics").await?.body,
-    ));
+    let before = SelfMetrics::parse(&String::from_utf8_lossy(&api.fetch("/metrics").await?.body));
     let profiler = match &args.profile_cmd {
         Some(cmd) => Some(
             Command::new("sh")
@@ -708,9 +704,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     }
     report.rss_avg_mib = rss_sum / rss_n.max(1.0);
     report.hwm_mib = probe::status_mib(pid, "VmHWM")?;
-    let after = SelfMetrics::parse(&String::from_utf8_lossy(
-        &api.fetch("/metrics").await?.body,
-    ));
+    let after = SelfMetrics::parse(&String::from_utf8_lossy(&api.fetch("/metrics").await?.body));
     report.rounds = after.tick_count - before.tick_count;
     report.round_avg = (after.tick_sum - before.tick_sum) / report.rounds.max(1.0);
     report.scrape_p50 = after.request_quantile(&before, 0.5);
@@ -723,18 +717,13 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
         .values()
         .filter(|t| **t >= cycle_start)
         .count();
-    report.nodes_served = api
-        .fetch("/apis/metrics.k8s.io/v1beta1/nodes")
-        .await?
-        .items;
+    report.nodes_served = api.fetch("/apis/metrics.k8s.io/v1beta1/nodes").await?.items;
 
     // Full pod lists, one at a time, with the server's CPU per list.
     eprintln!("[scale] timing {} full pod lists", args.pod_lists);
     for _ in 0..args.pod_lists.max(1) {
         let cpu = probe::cpu_seconds(pid)?;
-        let t = api
-            .fetch("/apis/metrics.k8s.io/v1beta1/pods")
-            .await?;
+        let t = api.fetch("/apis/metrics.k8s.io/v1beta1/pods").await?;
         report.pod_list_cpu.push(probe::cpu_seconds(pid)? - cpu);
         anyhow::ensure!(t.status == 200, "pod list answered {}", t.status);
         report.pods_listed = t.items;
