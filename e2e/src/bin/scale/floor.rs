@@ -31,6 +31,8 @@ pub struct FloorArgs {
     pub concurrency: usize,
     /// Bearer token the kubelets require.
     pub token: String,
+    /// Address index of node 0.
+    pub address_offset: u32,
 }
 
 /// Runs the floor and prints `floor cycle <wall s> <bytes> <failures>` per measured cycle and
@@ -40,13 +42,14 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
     let slots: Arc<Vec<Mutex<Option<Conn>>>> =
         Arc::new((0..args.nodes).map(|_| Mutex::new(None)).collect());
     let auth = format!("Bearer {}", args.token);
-    let warm = cycle(&slots, &config, &auth, args.concurrency).await;
+    let base = args.address_offset;
+    let warm = cycle(&slots, &config, &auth, args.concurrency, base).await;
     println!("floor warm {:.3} {} {}", warm.0, warm.1, warm.2);
     let pid = std::process::id();
     let cpu_before = probe::cpu_seconds(pid)?;
     for _ in 0..args.cycles {
         tokio::time::sleep(PAUSE).await;
-        let (wall, bytes, failures) = cycle(&slots, &config, &auth, args.concurrency).await;
+        let (wall, bytes, failures) = cycle(&slots, &config, &auth, args.concurrency, base).await;
         println!("floor cycle {wall:.3} {bytes} {failures}");
     }
     let cpu = probe::cpu_seconds(pid)? - cpu_before;
@@ -64,6 +67,7 @@ async fn cycle(
     config: &Arc<rustls::ClientConfig>,
     auth: &str,
     concurrency: usize,
+    base: u32,
 ) -> (f64, usize, usize) {
     let start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -76,7 +80,7 @@ async fn cycle(
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(slot) = slots.get(i) else { break };
-                match fetch(i, slot, &config, &auth).await {
+                match fetch(i, base, slot, &config, &auth).await {
                     Ok(n) => bytes += n,
                     Err(_) => failures += 1,
                 }
@@ -96,13 +100,14 @@ async fn cycle(
 
 async fn fetch(
     index: usize,
+    base: u32,
     slot: &Mutex<Option<Conn>>,
     config: &Arc<rustls::ClientConfig>,
     auth: &str,
 ) -> anyhow::Result<usize> {
     let mut guard = slot.lock().await;
     if guard.is_none() {
-        let ip = node_address(u32::try_from(index)?);
+        let ip = node_address(base.saturating_add(u32::try_from(index)?));
         let addr = SocketAddr::from((ip, DEFAULT_KUBELET_PORT));
         *guard = Some(Conn::open(addr, config.clone(), REQUEST_TIMEOUT).await?);
     }

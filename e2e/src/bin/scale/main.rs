@@ -48,6 +48,10 @@ const PODS_PER_GROUP: u64 = 10;
 /// Namespaces the groups are spread over.
 const NAMESPACES: u64 = 50;
 
+/// Address index of the smoke run's node 0 (the harness's in-process fleets use 10,000 … 15,010,000; the address
+/// mapping supports indices below 15,875,000).
+const SMOKE_ADDRESS_OFFSET: u32 = 15_200_000;
+
 /// Scrape concurrency of the floor client (the server's default `max_concurrency`).
 const FLOOR_CONCURRENCY: usize = 64;
 
@@ -102,6 +106,10 @@ struct Args {
     /// Skip the bare-fetch floor.
     #[arg(long)]
     no_floor: bool,
+    /// Loopback address index of node 0 (node `i` listens on `node_address(offset + i)`); the smoke run uses a
+    /// block no other test uses, so it can run beside a benchmark.
+    #[arg(long, default_value_t = 0)]
+    address_offset: u32,
     /// Run this command with `{pid}` replaced by the server's pid during the measured cycles (e.g. a profiler).
     #[arg(long)]
     profile_cmd: Option<String>,
@@ -126,6 +134,9 @@ enum Mode {
         /// Bearer token required.
         #[arg(long)]
         token: String,
+        /// Address index of node 0.
+        #[arg(long, default_value_t = 0)]
+        address_offset: u32,
     },
     /// Run the bare-fetch floor against nodes `0..nodes` (internal).
     Floor {
@@ -138,6 +149,9 @@ enum Mode {
         /// Bearer token.
         #[arg(long)]
         token: String,
+        /// Address index of node 0.
+        #[arg(long, default_value_t = 0)]
+        address_offset: u32,
     },
 }
 
@@ -151,9 +165,15 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 /// The benchmark's cluster, nodes `range`: [`ClusterSpec::uniform_range`] with `containers` containers per pod and
 /// pods regrouped into HPA-style groups of [`PODS_PER_GROUP`] (label `hpa=h-<g>`, namespace `ns-<g % 50>`), so a
 /// namespaced selector list matches ten pods as an HPA's would. Every process building it agrees on every value.
-fn cluster_spec(range: std::ops::Range<u32>, pods_per_node: u32, containers: u32) -> ClusterSpec {
+fn cluster_spec(
+    range: std::ops::Range<u32>,
+    pods_per_node: u32,
+    containers: u32,
+    address_offset: u32,
+) -> ClusterSpec {
     let first = u64::from(range.start);
     let mut spec = ClusterSpec::uniform_range(range, pods_per_node);
+    spec.address_base = spec.address_base.saturating_add(address_offset);
     let per_node = u64::from(pods_per_node.max(1));
     for (k, pod) in spec.pods.iter_mut().enumerate() {
         let global = first * per_node + k as u64;
@@ -490,6 +510,7 @@ async fn spawn_kubelets(args: &Args, nodes: u32, token: &str) -> anyhow::Result<
                 &to.to_string(),
             ])
             .args(["--pods-per-node", &args.pods_per_node.to_string()])
+            .args(["--address-offset", &args.address_offset.to_string()])
             .args([
                 "--containers",
                 &args.containers.to_string(),
@@ -608,7 +629,12 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
         ..Report::default()
     };
     eprintln!("[scale] {nodes} nodes: building the model and the fake control plane");
-    let spec = cluster_spec(0..nodes, args.pods_per_node, args.containers);
+    let spec = cluster_spec(
+        0..nodes,
+        args.pods_per_node,
+        args.containers,
+        args.address_offset,
+    );
     let cluster = Cluster::start_with(
         spec,
         ClusterOptions {
@@ -750,7 +776,13 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
     }
     if !args.no_floor {
         eprintln!("[scale] running the bare-fetch floor");
-        let (cpu, walls) = run_floor(nodes, args.cycles, cluster.server_token()).await?;
+        let (cpu, walls) = run_floor(
+            nodes,
+            args.cycles,
+            cluster.server_token(),
+            args.address_offset,
+        )
+        .await?;
         report.floor_cpu = Some(cpu);
         report.floor_cycles = args.cycles;
         report.floor_walls = walls;
@@ -767,7 +799,12 @@ fn tail(log: &std::path::Path) -> String {
 }
 
 /// Runs `scale floor` and returns its CPU seconds over the measured cycles and each cycle's wall seconds.
-async fn run_floor(nodes: u32, cycles: u32, token: &str) -> anyhow::Result<(f64, Vec<f64>)> {
+async fn run_floor(
+    nodes: u32,
+    cycles: u32,
+    token: &str,
+    address_offset: u32,
+) -> anyhow::Result<(f64, Vec<f64>)> {
     let mut child = Command::new(this_binary()?)
         .args([
             "floor",
@@ -777,6 +814,7 @@ async fn run_floor(nodes: u32, cycles: u32, token: &str) -> anyhow::Result<(f64,
             &cycles.max(1).to_string(),
         ])
         .args(["--token", token])
+        .args(["--address-offset", &address_offset.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -808,14 +846,9 @@ async fn run_floor(nodes: u32, cycles: u32, token: &str) -> anyhow::Result<(f64,
 }
 
 /// `scale kubelets`: serve a slice of the benchmark's cluster until SIGINT/SIGTERM.
-async fn serve_kubelets(
-    range: std::ops::Range<u32>,
-    pods_per_node: u32,
-    containers: u32,
-    token: String,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(range.start < range.end, "--from must be below --to");
-    let model = Model::new(cluster_spec(range, pods_per_node, containers))?;
+async fn serve_kubelets(spec: ClusterSpec, token: String) -> anyhow::Result<()> {
+    anyhow::ensure!(!spec.nodes.is_empty(), "--from must be below --to");
+    let model = Model::new(spec)?;
     let pki = Pki::new()?;
     let cert = pki.issue_server("kubelet", &["localhost".into(), "127.0.0.1".into()])?;
     let options = FleetOptions {
@@ -845,6 +878,8 @@ fn apply_smoke(args: &mut Args) {
     args.pod_lists = 1;
     args.timeout = 120;
     args.sweep.clear();
+    // Above the blocks the harness picks for in-process fleets (10,000 … 15,010,000): collides with nothing.
+    args.address_offset = SMOKE_ADDRESS_OFFSET;
 }
 
 async fn bench(args: Args) -> anyhow::Result<()> {
@@ -915,17 +950,23 @@ async fn main() -> anyhow::Result<()> {
             pods_per_node,
             containers,
             token,
-        }) => serve_kubelets(from..to, pods_per_node, containers, token).await,
+            address_offset,
+        }) => {
+            let spec = cluster_spec(from..to, pods_per_node, containers, address_offset);
+            serve_kubelets(spec, token).await
+        }
         Some(Mode::Floor {
             nodes,
             cycles,
             token,
+            address_offset,
         }) => {
             floor::run(floor::FloorArgs {
                 nodes,
                 cycles,
                 concurrency: FLOOR_CONCURRENCY,
                 token,
+                address_offset,
             })
             .await
         }
@@ -951,8 +992,8 @@ mod tests {
 
     #[test]
     fn every_process_builds_the_same_slice_of_the_cluster() {
-        let whole = cluster_spec(0..10, 30, 2);
-        let slice = cluster_spec(4..7, 30, 2);
+        let whole = cluster_spec(0..10, 30, 2, 0);
+        let slice = cluster_spec(4..7, 30, 2, 0);
         let from_whole: Vec<_> = whole.pods[4 * 30..7 * 30].to_vec();
         assert_eq!(slice.pods.len(), from_whole.len());
         for (a, b) in slice.pods.iter().zip(&from_whole) {
@@ -967,7 +1008,7 @@ mod tests {
 
     #[test]
     fn each_hpa_selector_matches_one_group_of_ten_pods_in_its_namespace() {
-        let spec = cluster_spec(0..20, 30, 1);
+        let spec = cluster_spec(0..20, 30, 1, 0);
         for path in hpa_paths(20, 30, 7) {
             let (ns, group) = path
                 .trim_start_matches("/apis/metrics.k8s.io/v1beta1/namespaces/")
