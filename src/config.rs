@@ -520,6 +520,11 @@ impl TryFrom<Args> for Config {
         let format = LogFormat::parse(&args.logging_format)
             .map_err(|p| problems.push(p))
             .unwrap_or_default();
+        // Parsed here only to report a bad selector with the other flag problems (exit 64); `cluster` parses it again
+        // when it builds the index.
+        if let Err(error) = crate::cluster::index::NodeSelector::parse(&args.node_selector) {
+            problems.push(format!("node-selector: {error}"));
+        }
         let staleness = if args.metric_staleness.is_zero() {
             args.metric_resolution
                 .saturating_mul(2)

@@ -200,8 +200,10 @@ fn every_violation_is_reported_together() {
         "--logging-format=xml",
         "--tls-min-version=VersionTLS10",
         "--tls-cert-file=/x",
+        "--node-selector=role in (a",
     ]);
     let wanted = [
+        "node-selector:",
         "metric-resolution should be a time duration at least 10s",
         "kubelet-request-timeout should be positive",
         "cannot use both --deprecated-kubelet-completely-insecure and --kubelet-insecure-tls",
