@@ -1,14 +1,19 @@
 //! Benchmarks of the kubelet body decoder (`scrape::decode::decode`): the real 70-pod kind body, a synthetic
 //! current-format node with 110 pods × 3 containers, and a synthetic 10 000-pod body. Before timing, each body is
 //! decoded once under a counting global allocator and the allocations per body are printed. Measures only; asserts
-//! nothing about timings.
+//! nothing about timings. The `gunzip` group compares a fresh `flate2` gzip decoder per body with the scrape
+//! workers' reused inflater, on the same bodies compressed as a kubelet sends them.
 
 use std::alloc::System;
 use std::fmt::Write as _;
 use std::hint::black_box;
+use std::io::{Read as _, Write as _};
 
 use criterion::{Criterion, Throughput, criterion_group};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use resource_metrics_server::scrape::decode::decode;
+use resource_metrics_server::scrape::gunzip::Gunzip;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -179,7 +184,76 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode);
+/// Gunzip of the kubelet bodies as they arrive (`Accept-Encoding: gzip`): a fresh `flate2` gzip decoder per body
+/// (what the scraper did before) against one reused [`Gunzip`] (what each scrape worker keeps now).
+#[allow(clippy::expect_used)] // A benchmark fails by panicking when its input is broken.
+fn bench_gunzip(c: &mut Criterion) {
+    let bodies = [
+        ("kind-2021-alpha-70-pods", KIND.to_vec()),
+        ("synthetic-30-pods-x2", synthetic_body(30, 2)),
+        ("synthetic-110-pods-x3", synthetic_body(110, 3)),
+    ];
+    let compressed: Vec<(&str, Vec<u8>, usize)> = bodies
+        .iter()
+        .map(|(name, body)| {
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(body).expect("compress in memory");
+            (
+                *name,
+                encoder.finish().expect("compress in memory"),
+                body.len(),
+            )
+        })
+        .collect();
+    let fresh = |input: &[u8], out: &mut Vec<u8>| {
+        out.clear();
+        flate2::read::GzDecoder::new(input)
+            .read_to_end(out)
+            .expect("valid gzip");
+    };
+    let mut reused = Gunzip::default();
+    for (name, input, len) in &compressed {
+        let mut out = Vec::with_capacity(*len);
+        let region = Region::new(GLOBAL);
+        fresh(input, &mut out);
+        let fresh_stats = region.change();
+        out.clear();
+        reused
+            .decompress(input, &mut out, usize::MAX)
+            .expect("valid gzip");
+        let region = Region::new(GLOBAL);
+        out.clear();
+        reused
+            .decompress(input, &mut out, usize::MAX)
+            .expect("valid gzip");
+        let reused_stats = region.change();
+        println!(
+            "gunzip {name} ({} -> {len} bytes): fresh decoder {} allocs / {} bytes, reused inflater {} allocs / {} bytes",
+            input.len(),
+            fresh_stats.allocations,
+            fresh_stats.bytes_allocated,
+            reused_stats.allocations,
+            reused_stats.bytes_allocated,
+        );
+    }
+    let mut group = c.benchmark_group("gunzip");
+    for (name, input, len) in &compressed {
+        group.throughput(Throughput::Bytes(*len as u64));
+        let mut out = Vec::with_capacity(*len);
+        group.bench_function(format!("{name}/fresh-flate2-decoder"), |b| {
+            b.iter(|| fresh(black_box(input), &mut out))
+        });
+        group.bench_function(format!("{name}/reused-inflater"), |b| {
+            b.iter(|| {
+                out.clear();
+                reused.decompress(black_box(input), &mut out, usize::MAX)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_gunzip);
 
 /// `DECODE_BENCH_LOOP=<n>` decodes the kind body `n` times and exits, without criterion: run under
 /// `perf stat -e task-clock` to get CPU time per decode on a shared machine where wall time is inflated by others.

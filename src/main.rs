@@ -7,6 +7,11 @@ use resource_metrics_server::{runtime, shutdown, telemetry};
 
 const EX_USAGE: u8 = 64; // sysexits.h: the command line was wrong.
 
+/// mimalloc rather than glibc malloc: per-thread free lists without glibc's arena consolidation. At 5,000 nodes it
+/// cut the server's CPU and RSS (`BENCHMARKS.md`, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let (args, ignored) = match config::parse_args(std::env::args_os()) {
         Ok(parsed) => parsed,

@@ -7,8 +7,8 @@
 //!
 //! # Design
 //! One scheduler task walks the [`schedule`] in phase order and hands due nodes to a fixed pool of
-//! `max_concurrency` workers over a bounded channel; each worker owns its body buffer, so a steady state allocates
-//! nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
+//! `max_concurrency` workers over a bounded channel; each worker owns its body buffers and gzip inflater, so a steady
+//! state allocates nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
 //! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes
 //! of one node never overlap. Membership is refreshed from the [`ClusterView`] at each round start: a joining node
 //! is scraped from the next round on, at its own phase; a leaving node is forgotten by the sink, the self-metrics
@@ -16,6 +16,8 @@
 //! phased scrape in the first round can already produce a rate.
 
 pub mod decode;
+pub mod gunzip;
+pub mod http1;
 pub mod kubelet;
 pub(crate) mod schedule;
 
@@ -30,7 +32,7 @@ use crate::shutdown;
 use crate::telemetry::SelfMetrics;
 use crate::time;
 
-pub use kubelet::{KubeletClient, KubeletClientConfig, TokenSource};
+pub use kubelet::{BodyBuffer, KubeletClient, KubeletClientConfig, TokenSource};
 pub use schedule::phase_of;
 use schedule::{Schedule, Slot, SlotState};
 
@@ -120,9 +122,9 @@ pub enum Error {
     Http {
         /// `host:port` dialled.
         address: String,
-        /// The hyper error.
+        /// What went wrong in the exchange.
         #[source]
-        source: hyper::Error,
+        source: http1::HttpError,
     },
     /// The kubelet answered something other than 200.
     #[error("kubelet at {address} answered {status}: {body}")]
@@ -360,7 +362,7 @@ async fn work(
     jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     shutdown: shutdown::Signal,
 ) {
-    let mut body = Vec::new();
+    let mut body = kubelet::BodyBuffer::default();
     loop {
         let job = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -374,9 +376,7 @@ async fn work(
         if job.state.finish() {
             shared.forget(&job.info.name);
         }
-        if body.capacity() > RETAINED_BUFFER_BYTES {
-            body = Vec::new();
-        }
+        body.shrink_past(RETAINED_BUFFER_BYTES);
     }
 }
 
@@ -392,7 +392,7 @@ impl Shared {
     }
 
     /// Scrapes one node: fetch, decode, hand to the sink; count and log the outcome.
-    async fn scrape(&self, job: &Job, body: &mut Vec<u8>) {
+    async fn scrape(&self, job: &Job, body: &mut kubelet::BodyBuffer) {
         let Some(target) = job.info.target.as_ref() else {
             return;
         };
@@ -400,7 +400,7 @@ impl Shared {
         let sent_at_ms = time::now_ms();
         let started = Instant::now();
         let result = match self.client.fetch(target, body).await {
-            Ok(()) => decode::decode(body, sent_at_ms).map_err(|source| Error::Decode {
+            Ok(()) => decode::decode(body.body(), sent_at_ms).map_err(|source| Error::Decode {
                 address: kubelet::address(target),
                 source,
             }),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use resource_metrics_server::cluster::{ClusterView, Index};
 use resource_metrics_server::scrape::{
-    self, Error, Heartbeat, KubeletClient, KubeletClientConfig, Scraper, TokenSource, kubelet,
-    kubelet::ServerTrust,
+    self, BodyBuffer, Error, Heartbeat, KubeletClient, KubeletClientConfig, Scraper, TokenSource,
+    kubelet, kubelet::ServerTrust,
 };
 use resource_metrics_server::shutdown;
 use resource_metrics_server::telemetry::SelfMetrics;
@@ -56,12 +56,16 @@ async fn the_bearer_token_and_gzip_are_sent_and_the_body_is_decompressed() {
     let ca = TestCa::new("kubelet CA");
     let fake = kubelet(11, 0, &ca, Mode::Gzip).await;
     let client = client(config(&ca));
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     client
         .fetch(&target("n1", fake.addr), &mut body)
         .await
         .expect("scrape succeeds");
-    assert_eq!(body, KUBELET_BODY.as_bytes(), "gzip body is decompressed");
+    assert_eq!(
+        body.body(),
+        KUBELET_BODY.as_bytes(),
+        "gzip body is decompressed"
+    );
     assert_eq!(
         fake.seen.authorization.lock().expect("lock").as_slice(),
         [Some("Bearer test-token".to_owned())]
@@ -88,7 +92,7 @@ async fn the_token_is_read_from_a_file() {
         ..config(&ca)
     });
     client
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect("scrape succeeds");
     assert_eq!(
@@ -104,7 +108,7 @@ async fn a_kubelet_certificate_from_another_ca_fails_with_a_tls_error_naming_the
     let fake = kubelet(13, 0, &kubelet_ca, Mode::Ok).await;
     let client = client(config(&other_ca));
     let error = client
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect_err("untrusted cert");
     assert!(matches!(error, Error::Tls { .. }), "{error:?}");
@@ -125,7 +129,7 @@ async fn a_kubelet_certificate_without_the_dialled_ip_fails_naming_address_and_s
     let san = std::net::IpAddr::from([127, 0, 0, 99]);
     let fake = FakeKubelet::start_with_san(node_ip(26, 0), san, &ca, Mode::Ok).await;
     let error = client(config(&ca))
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect_err("name mismatch");
     assert_eq!(error.reason(), "tls");
@@ -148,12 +152,12 @@ async fn insecure_tls_accepts_a_certificate_from_any_ca() {
         trust: ServerTrust::InsecureSkipVerify,
         ..config(&kubelet_ca)
     };
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     client(insecure)
         .fetch(&target("n1", fake.addr), &mut body)
         .await
         .expect("insecure accepts");
-    assert_eq!(body, KUBELET_BODY.as_bytes());
+    assert_eq!(body.body(), KUBELET_BODY.as_bytes());
 }
 
 #[tokio::test]
@@ -164,12 +168,12 @@ async fn plain_http_mode_scrapes_without_tls_and_without_a_token() {
         trust: ServerTrust::PlainHttp,
         ..config(&ca)
     };
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     client(plain)
         .fetch(&target("n1", fake.addr), &mut body)
         .await
         .expect("plain HTTP scrape");
-    assert_eq!(body, KUBELET_BODY.as_bytes());
+    assert_eq!(body.body(), KUBELET_BODY.as_bytes());
     assert_eq!(
         fake.seen.authorization.lock().expect("lock").as_slice(),
         [None],
@@ -196,7 +200,7 @@ async fn several_scrapes_of_one_kubelet_reuse_one_connection() {
     let ca = TestCa::new("kubelet CA");
     let fake = kubelet(15, 0, &ca, Mode::Ok).await;
     let client = client(config(&ca));
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     for _ in 0..5 {
         client
             .fetch(&target("n1", fake.addr), &mut body)
@@ -220,7 +224,7 @@ async fn connections_over_the_idle_budget_are_closed_after_use() {
         max_idle_connections: 1,
         ..config(&ca)
     });
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     for _ in 0..3 {
         client
             .fetch(&target("first", first.addr), &mut body)
@@ -249,7 +253,7 @@ async fn a_connection_closed_by_a_restarted_kubelet_is_replaced() {
     let fake = kubelet(16, 0, &ca, Mode::Ok).await;
     let client = client(config(&ca));
     client
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect("first scrape");
     let addr = fake.addr;
@@ -257,7 +261,7 @@ async fn a_connection_closed_by_a_restarted_kubelet_is_replaced() {
     tokio::task::yield_now().await;
     let fake = FakeKubelet::start_on(addr, &ca, Mode::Ok, Arc::new(AtomicUsize::new(0))).await;
     client
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect("scrape over a new connection");
     assert_eq!(fake.accepts(), 1);
@@ -271,7 +275,7 @@ async fn a_body_over_the_cap_is_rejected() {
         max_body_bytes: 100_000,
         ..config(&ca)
     });
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     let error = client
         .fetch(&target("n1", fake.addr), &mut body)
         .await
@@ -281,7 +285,7 @@ async fn a_body_over_the_cap_is_rejected() {
         "{error:?}"
     );
     assert_eq!(error.reason(), "body_too_large");
-    assert!(body.len() <= 100_000, "never buffers past the cap");
+    assert!(body.body().len() <= 100_000, "never buffers past the cap");
 }
 
 #[tokio::test]
@@ -292,7 +296,7 @@ async fn a_gzip_body_that_inflates_past_the_cap_is_rejected() {
         max_body_bytes: 100_000,
         ..config(&ca)
     });
-    let mut body = Vec::new();
+    let mut body = BodyBuffer::default();
     let error = client
         .fetch(&target("n1", fake.addr), &mut body)
         .await
@@ -301,7 +305,7 @@ async fn a_gzip_body_that_inflates_past_the_cap_is_rejected() {
         matches!(error, Error::BodyTooLarge { limit: 100_000, .. }),
         "{error:?}"
     );
-    assert!(body.len() <= 100_000, "never inflates past the cap");
+    assert!(body.body().len() <= 100_000, "never inflates past the cap");
 }
 
 #[tokio::test]
@@ -311,7 +315,7 @@ async fn a_non_200_answer_carries_the_status_and_the_kubelets_reason() {
                   subresource=metrics)";
     let fake = kubelet(18, 0, &ca, Mode::Status(403, reason)).await;
     let error = client(config(&ca))
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect_err("403");
     match &error {
@@ -335,7 +339,7 @@ async fn a_long_error_body_is_cut_to_its_first_200_bytes() {
     let long: &'static str = Box::leak("x".repeat(5000).into_boxed_str());
     let fake = kubelet(28, 0, &ca, Mode::Status(401, long)).await;
     let error = client(config(&ca))
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect_err("401");
     match error {
@@ -355,7 +359,7 @@ async fn a_hanging_kubelet_times_out() {
         ..config(&ca)
     });
     let error = client
-        .fetch(&target("n1", fake.addr), &mut Vec::new())
+        .fetch(&target("n1", fake.addr), &mut BodyBuffer::default())
         .await
         .expect_err("hangs");
     assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
@@ -372,7 +376,7 @@ async fn a_refused_connection_is_a_connect_error() {
         .local_addr()
         .expect("addr");
     let error = client(config(&ca))
-        .fetch(&target("n1", addr), &mut Vec::new())
+        .fetch(&target("n1", addr), &mut BodyBuffer::default())
         .await
         .expect_err("refused");
     assert_eq!(error.reason(), "connect", "{error:?}");

@@ -532,14 +532,34 @@ async fn write_response<S: tokio::io::AsyncWrite + Unpin>(
     } else {
         ""
     };
+    // Go's net/http (the kubelet) buffers 2,048 bytes of a handler's output: a body that fits is sent with a
+    // Content-Length, a longer one with chunked transfer coding, one chunk per buffer flush.
+    if body.len() <= GO_CHUNKING_BUFFER {
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        return stream.flush().await;
+    }
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}Content-Length: {}\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}Transfer-Encoding: chunked\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    let mut wire = Vec::with_capacity(head.len() + body.len() + body.len() / 256 + 16);
+    wire.extend_from_slice(head.as_bytes());
+    for chunk in body.chunks(GO_CHUNKING_BUFFER) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&wire).await?;
     stream.flush().await
 }
+
+/// Go's `net/http` `bufferBeforeChunkingSize`: larger bodies without a declared length are sent chunked.
+const GO_CHUNKING_BUFFER: usize = 2048;
 
 async fn write_huge<S: tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,

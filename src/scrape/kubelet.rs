@@ -2,34 +2,31 @@
 //! bearer token, an optional client certificate, gzip, a per-request deadline and a hard body cap.
 //!
 //! Connections are kept per node (the scraper never overlaps two scrapes of one node, so one connection per kubelet
-//! is enough) in a small pool keyed by node name; idle ones are dropped by [`KubeletClient::prune_idle`]. We drive
-//! hyper's HTTP/1.1 client connection directly rather than a generic pooled client so that every failure can be
-//! classified (connect, TLS, HTTP, timeout) and name the address dialled, which is what operators debugging x509
-//! and 401/403 problems need. This module knows nothing of scheduling or decoding.
+//! is enough) in a small pool keyed by node name; idle ones are dropped by [`KubeletClient::prune_idle`]. The
+//! exchange itself is [`super::http1`], run inline on the scrape worker with its reusable [`BodyBuffer`], so an idle
+//! connection is only a socket and its TLS state. Every failure is classified (connect, TLS, HTTP, timeout) and
+//! names the address dialled, which is what operators debugging x509 and 401/403 problems need. This module knows
+//! nothing of scheduling or decoding.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST, USER_AGENT,
-};
-use http::{HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::HeaderValue;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Error;
+use super::gunzip::{Gunzip, GunzipError};
+use super::http1::{self, HttpError};
 use crate::cluster::ScrapeTarget;
 
 /// Default `--kubelet-max-body-bytes`-style cap: a 110-pod kubelet body is ~100 KiB, so 64 MiB only stops a
@@ -144,27 +141,27 @@ struct Inner {
     pool: Mutex<HashMap<Arc<str>, Pooled>>,
 }
 
+/// A kept-alive connection's byte stream: TLS over TCP, or plain TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
 /// One idle kept-alive connection to a node's kubelet.
 struct Pooled {
     host: String,
     port: u16,
-    sender: http1::SendRequest<Empty<Bytes>>,
-    driver: tokio::task::AbortHandle,
+    stream: Box<dyn Stream>,
     last_used: Instant,
 }
 
-/// A connection checked out for one scrape; the connection task is aborted unless it goes back to the pool.
+/// A connection checked out for one scrape; closed when dropped unless it goes back to the pool.
 struct Checkout {
     /// Host and port dialled, kept with the connection so a changed target is noticed without re-allocating.
     host: String,
     port: u16,
-    sender: http1::SendRequest<Empty<Bytes>>,
-    driver: Driver,
+    stream: Box<dyn Stream>,
     reused: bool,
 }
-
-/// The task driving one connection; aborted on drop unless disarmed (the connection went back to the pool).
-struct Driver(Option<tokio::task::AbortHandle>);
 
 struct Token {
     source: TokenSource,
@@ -178,11 +175,15 @@ struct Token {
 #[derive(Debug)]
 pub struct AcceptAnyServerCert(Arc<CryptoProvider>);
 
-/// A writer that refuses to grow `buf` past `limit` bytes.
-struct Capped<'a> {
-    buf: &'a mut Vec<u8>,
-    limit: usize,
-    exceeded: bool,
+/// A scrape worker's reusable buffers: the decoded body, the compressed bytes as received, and the inflater.
+/// Kept across scrapes so a steady state allocates nothing per body.
+#[derive(Debug, Default)]
+pub struct BodyBuffer {
+    body: Vec<u8>,
+    wire: Vec<u8>,
+    scratch: Vec<u8>,
+    request: Vec<u8>,
+    gunzip: Gunzip,
 }
 
 // === impl KubeletClient ===
@@ -222,12 +223,13 @@ impl KubeletClient {
 
     /// Fetches `target`'s resource metrics into `body` (cleared first; decompressed), within the request timeout.
     ///
-    /// `body` is the caller's reusable buffer. On success the connection goes back to the pool.
+    /// `body` is the caller's reusable buffer ([`BodyBuffer::body`] holds the answer). On success the connection
+    /// goes back to the pool.
     ///
     /// # Errors
     /// [`Error`] naming the address dialled: timeout, connect, TLS, HTTP, non-200 status (with the start of the
     /// body), body over the cap, or a corrupt gzip stream.
-    pub async fn fetch(&self, target: &ScrapeTarget, body: &mut Vec<u8>) -> Result<(), Error> {
+    pub async fn fetch(&self, target: &ScrapeTarget, body: &mut BodyBuffer) -> Result<(), Error> {
         let started = Instant::now();
         match tokio::time::timeout(self.inner.request_timeout, self.fetch_inner(target, body)).await
         {
@@ -241,138 +243,135 @@ impl KubeletClient {
 
     /// Closes the pooled connection of `node`, if any (the node left).
     pub fn forget(&self, node: &str) {
-        if let Some(pooled) = self.pool().remove(node) {
-            pooled.driver.abort();
-        }
+        drop(self.pool().remove(node));
     }
 
     /// Closes pooled connections idle for longer than the idle timeout; returns how many remain.
     pub fn prune_idle(&self) -> usize {
         let mut pool = self.pool();
         let idle_timeout = self.inner.idle_timeout;
-        pool.retain(|_, p| {
-            let keep = p.last_used.elapsed() <= idle_timeout && !p.sender.is_closed();
-            if !keep {
-                p.driver.abort();
-            }
-            keep
-        });
+        pool.retain(|_, p| p.last_used.elapsed() <= idle_timeout);
         pool.len()
     }
 
-    async fn fetch_inner(&self, target: &ScrapeTarget, body: &mut Vec<u8>) -> Result<(), Error> {
+    async fn fetch_inner(
+        &self,
+        target: &ScrapeTarget,
+        buffer: &mut BodyBuffer,
+    ) -> Result<(), Error> {
+        self.request(target, &mut buffer.request)?;
+        let limit = self.inner.max_body_bytes;
         let mut conn = match self.checkout(target) {
             Some(conn) => conn,
             None => self.connect(target).await?,
         };
-        let response = match self.send(target, &mut conn).await {
+        let BodyBuffer {
+            wire,
+            scratch,
+            request,
+            ..
+        } = buffer;
+        let exchanged = match http1::get(&mut conn.stream, request, scratch, wire, limit).await {
             // A kept-alive connection may have been closed by the kubelet just before we used it: retry once on a
             // fresh connection, within the same deadline.
-            Err(Error::Http { .. }) if conn.reused => {
+            Err(HttpError::Stale(_)) if conn.reused => {
                 conn = self.connect(target).await?;
-                self.send(target, &mut conn).await?
+                http1::get(&mut conn.stream, request, scratch, wire, limit).await
             }
-            other => other?,
+            other => other,
         };
-        let status = response.status();
-        let gzip = response
-            .headers()
-            .get(CONTENT_ENCODING)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if status != StatusCode::OK {
-            return Err(self
-                .status_error(target, status, gzip, response.into_body())
-                .await);
-        }
-        if !gzip && declared.is_some_and(|len| len > self.inner.max_body_bytes as u64) {
-            return Err(Error::BodyTooLarge {
+        let head = exchanged.map_err(|error| match error {
+            HttpError::BodyTooLarge(_) => Error::BodyTooLarge {
                 address: address(target),
-                limit: self.inner.max_body_bytes,
-            });
+                limit,
+            },
+            source => Error::Http {
+                address: address(target),
+                source,
+            },
+        })?;
+        if head.status != 200 {
+            return Err(status_error(target, head.status, head.gzip, buffer));
         }
-        read_body(
-            response.into_body(),
-            gzip,
-            body,
-            self.inner.max_body_bytes,
-            target,
-        )
-        .await?;
-        self.checkin(target, conn);
+        decoded_body(target, head.gzip, buffer, limit)?;
+        if head.keep_alive {
+            self.checkin(target, conn);
+        }
         Ok(())
     }
 
-    async fn send(
-        &self,
-        target: &ScrapeTarget,
-        conn: &mut Checkout,
-    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
-        let request = self.request(target)?;
-        let http = |source| Error::Http {
-            address: address(target),
-            source,
-        };
-        conn.sender.ready().await.map_err(http)?;
-        conn.sender.send_request(request).await.map_err(http)
-    }
-
-    fn request(&self, target: &ScrapeTarget) -> Result<Request<Empty<Bytes>>, Error> {
-        let mut builder = Request::get(target.path.as_str())
-            .header(HOST, address(target))
-            .header(ACCEPT, "text/plain;version=0.0.4")
-            .header(ACCEPT_ENCODING, "gzip")
-            .header(USER_AGENT, USER_AGENT_VALUE);
-        if let Some(token) = self.inner.token.header(Instant::now()) {
-            builder = builder.header(AUTHORIZATION, token);
-        }
-        builder
-            .body(Empty::new())
-            .map_err(|_| Error::InvalidTarget {
+    /// Writes the request head for `target` into `out`.
+    fn request(&self, target: &ScrapeTarget, out: &mut Vec<u8>) -> Result<(), Error> {
+        // Header injection and invalid request targets are refused, as an HTTP library would.
+        let visible = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+        if !visible(&target.path) || !target.path.starts_with('/') || !visible(&target.host) {
+            return Err(Error::InvalidTarget {
                 address: address(target),
-            })
+            });
+        }
+        out.clear();
+        let mut line = |parts: &[&[u8]]| {
+            parts.iter().for_each(|part| out.extend_from_slice(part));
+            out.extend_from_slice(b"\r\n");
+        };
+        line(&[b"GET ", target.path.as_bytes(), b" HTTP/1.1"]);
+        line(&[b"Host: ", address(target).as_bytes()]);
+        line(&[b"User-Agent: ", USER_AGENT_VALUE.as_bytes()]);
+        line(&[b"Accept: text/plain;version=0.0.4"]);
+        line(&[b"Accept-Encoding: gzip"]);
+        if let Some(token) = self.inner.token.header(Instant::now()) {
+            line(&[b"Authorization: ", token.as_bytes()]);
+        }
+        line(&[]);
+        Ok(())
     }
 
     async fn connect(&self, target: &ScrapeTarget) -> Result<Checkout, Error> {
         let addr = || address(target);
-        let tcp = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|source| Error::Connect {
-                address: addr(),
-                source,
-            })?;
+        let connect_error = |source| Error::Connect {
+            address: addr(),
+            source,
+        };
+        // An IP address (the usual node address) is dialled directly; only a DNS name needs a resolver thread.
+        let tcp = match target.host.parse::<IpAddr>() {
+            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, target.port)).await,
+            Err(_) => TcpStream::connect((target.host.as_str(), target.port)).await,
+        }
+        .map_err(connect_error)?;
         // Small request/response exchanges: do not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let Some(connector) = &self.inner.tls else {
-            return handshake(target, tcp).await;
+        let stream: Box<dyn Stream> = match &self.inner.tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let server_name = ServerName::try_from(target.host.clone())
+                    .map_err(|_| Error::InvalidTarget { address: addr() })?;
+                let tls = connector
+                    .connect(server_name, tcp)
+                    .await
+                    .map_err(|source| Error::Tls {
+                        address: addr(),
+                        source,
+                    })?;
+                Box::new(tls)
+            }
         };
-        let server_name = ServerName::try_from(target.host.clone())
-            .map_err(|_| Error::InvalidTarget { address: addr() })?;
-        let tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|source| Error::Tls {
-                address: addr(),
-                source,
-            })?;
-        handshake(target, tls).await
+        Ok(Checkout {
+            host: target.host.clone(),
+            port: target.port,
+            stream,
+            reused: false,
+        })
     }
 
     fn checkout(&self, target: &ScrapeTarget) -> Option<Checkout> {
         let pooled = self.pool().remove(&*target.node)?;
-        if pooled.host != target.host || pooled.port != target.port || pooled.sender.is_closed() {
-            pooled.driver.abort();
+        if pooled.host != target.host || pooled.port != target.port {
             return None;
         }
         Some(Checkout {
             host: pooled.host,
             port: pooled.port,
-            sender: pooled.sender,
-            driver: Driver(Some(pooled.driver)),
+            stream: pooled.stream,
             reused: true,
         })
     }
@@ -383,45 +382,13 @@ impl KubeletClient {
             // Over the idle-connection budget: `conn` is dropped here, which closes it.
             return;
         }
-        let Checkout {
-            host,
-            port,
-            sender,
-            mut driver,
-            ..
-        } = conn;
-        let Some(driver) = driver.0.take() else {
-            return;
-        };
         let pooled = Pooled {
-            host,
-            port,
-            sender,
-            driver,
+            host: conn.host,
+            port: conn.port,
+            stream: conn.stream,
             last_used: Instant::now(),
         };
-        if let Some(old) = pool.insert(target.node.clone(), pooled) {
-            old.driver.abort();
-        }
-    }
-
-    async fn status_error(
-        &self,
-        target: &ScrapeTarget,
-        status: StatusCode,
-        gzip: bool,
-        incoming: hyper::body::Incoming,
-    ) -> Error {
-        // Best effort: the start of the body carries the kubelet's reason (401/403 messages matter to operators).
-        let mut snippet = Vec::new();
-        let _ = read_body(incoming, gzip, &mut snippet, ERROR_BODY_BYTES, target).await;
-        snippet.truncate(ERROR_BODY_BYTES);
-        let body = String::from_utf8_lossy(&snippet).trim().to_owned();
-        Error::Status {
-            address: address(target),
-            status: status.as_u16(),
-            body,
-        }
+        pool.insert(target.node.clone(), pooled);
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Pooled>> {
@@ -439,16 +406,6 @@ impl std::fmt::Debug for KubeletClient {
             .field("request_timeout", &self.inner.request_timeout)
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .finish_non_exhaustive()
-    }
-}
-
-// === impl Driver ===
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
-        }
     }
 }
 
@@ -488,41 +445,6 @@ fn bearer(token: &str) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
     value.set_sensitive(true);
     Some(value)
-}
-
-/// Where body bytes go: straight into the capped buffer, or through a gzip decoder into it.
-enum BodySink<'b, 'a> {
-    Plain(&'b mut Capped<'a>),
-    Gzip(Box<flate2::write::GzDecoder<&'b mut Capped<'a>>>),
-}
-
-impl BodySink<'_, '_> {
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            BodySink::Plain(capped) => capped.write_all(data),
-            BodySink::Gzip(decoder) => decoder.write_all(data),
-        }
-    }
-}
-
-// === impl Capped ===
-
-impl Write for Capped<'_> {
-    /// Takes as much as fits (so a truncated prefix is kept, e.g. for error snippets), then fails.
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let room = self.limit.saturating_sub(self.buf.len());
-        if room == 0 && !data.is_empty() {
-            self.exceeded = true;
-            return Err(std::io::Error::other("body exceeds the cap"));
-        }
-        let taken = room.min(data.len());
-        self.buf.extend_from_slice(&data[..taken]);
-        Ok(taken)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 // === impl AcceptAnyServerCert ===
@@ -577,33 +499,6 @@ impl ServerCertVerifier for AcceptAnyServerCert {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// The HTTP/1.1 handshake over an established stream; the connection is driven by its own task.
-async fn handshake<S>(target: &ScrapeTarget, stream: S) -> Result<Checkout, Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| Error::Http {
-            address: address(target),
-            source,
-        })?;
-    let node = target.node.clone();
-    let driver = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::trace!(node = %node, %error, "kubelet connection closed");
-        }
-    })
-    .abort_handle();
-    Ok(Checkout {
-        host: target.host.clone(),
-        port: target.port,
-        sender,
-        driver: Driver(Some(driver)),
-        reused: false,
-    })
 }
 
 /// Parses a PEM bundle into DER certificates (for [`ServerTrust::Cas`]).
@@ -670,62 +565,66 @@ fn tls_config(config: &KubeletClientConfig) -> Result<ClientConfig, BuildError> 
     Ok(tls)
 }
 
-/// Reads a response body into `out` (cleared first), gunzipping when `gzip`, failing past `limit` bytes.
-async fn read_body(
-    mut incoming: hyper::body::Incoming,
-    gzip: bool,
-    out: &mut Vec<u8>,
-    limit: usize,
+/// Turns the received bytes (`buffer.wire`) into the body (`buffer.body`): inflated when `gzip`, else moved.
+fn decoded_body(
     target: &ScrapeTarget,
+    gzip: bool,
+    buffer: &mut BodyBuffer,
+    limit: usize,
 ) -> Result<(), Error> {
-    out.clear();
-    let mut wire_bytes = 0usize;
-    let mut capped = Capped {
-        buf: out,
-        limit,
-        exceeded: false,
-    };
-    let mut sink = if gzip {
-        BodySink::Gzip(Box::new(flate2::write::GzDecoder::new(&mut capped)))
-    } else {
-        BodySink::Plain(&mut capped)
-    };
-    let too_large = || Error::BodyTooLarge {
-        address: address(target),
-        limit,
-    };
-    let mut result = Ok(());
-    let mut wire_exceeded = false;
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|source| Error::Http {
-            address: address(target),
-            source,
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        result = sink.write_all(&data);
-        // Also bound the compressed stream: a gzip body that inflates to nothing must not stream forever.
-        wire_bytes += data.len();
-        if result.is_err() || wire_bytes > limit {
-            wire_exceeded = wire_bytes > limit;
-            break;
-        }
+    buffer.body.clear();
+    if !gzip {
+        std::mem::swap(&mut buffer.body, &mut buffer.wire);
+        return Ok(());
     }
-    if result.is_ok()
-        && let BodySink::Gzip(decoder) = &mut sink
+    match buffer
+        .gunzip
+        .decompress(&buffer.wire, &mut buffer.body, limit)
     {
-        result = decoder.try_finish();
-    }
-    drop(sink);
-    match result {
-        _ if wire_exceeded => Err(too_large()),
         Ok(()) => Ok(()),
-        Err(_) if capped.exceeded => Err(too_large()),
-        Err(source) => Err(Error::Decompress {
+        Err(GunzipError::TooLarge(_)) => Err(Error::BodyTooLarge {
             address: address(target),
-            source,
+            limit,
         }),
+        Err(error @ GunzipError::Invalid(_)) => Err(Error::Decompress {
+            address: address(target),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+        }),
+    }
+}
+
+/// The error for a non-200 answer, with the start of its body: the kubelet's reason (401/403 messages matter to
+/// operators). Best effort: an undecodable body gives what could be decoded.
+fn status_error(target: &ScrapeTarget, status: u16, gzip: bool, buffer: &mut BodyBuffer) -> Error {
+    let _ = decoded_body(target, gzip, buffer, ERROR_BODY_BYTES);
+    let snippet = &buffer.body[..buffer.body.len().min(ERROR_BODY_BYTES)];
+    let body = String::from_utf8_lossy(snippet).trim().to_owned();
+    Error::Status {
+        address: address(target),
+        status,
+        body,
+    }
+}
+
+// === impl BodyBuffer ===
+
+impl BodyBuffer {
+    /// The (decompressed) body of the last successful fetch.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Releases the buffers when either grew past `bytes` (one huge answer must not pin memory).
+    pub fn shrink_past(&mut self, bytes: usize) {
+        if self.body.capacity() > bytes {
+            self.body = Vec::new();
+        }
+        if self.wire.capacity() > bytes {
+            self.wire = Vec::new();
+        }
+        if self.scratch.capacity() > bytes {
+            self.scratch = Vec::new();
+        }
     }
 }
 
@@ -777,20 +676,6 @@ mod tests {
                 case.name
             );
         }
-    }
-
-    #[test]
-    fn the_capped_writer_refuses_to_grow_past_its_limit() {
-        let mut buf = Vec::new();
-        let mut capped = Capped {
-            buf: &mut buf,
-            limit: 4,
-            exceeded: false,
-        };
-        capped.write_all(b"abc").expect("under the limit fits");
-        assert!(capped.write_all(b"def").is_err());
-        assert!(capped.exceeded);
-        assert_eq!(buf, b"abcd", "the prefix up to the limit is kept");
     }
 
     #[test]
