@@ -7,16 +7,14 @@
 //! This module must not scrape, store usage or know about HTTP serving.
 
 pub mod index;
+pub mod labels;
 pub mod nodes;
 pub mod pods;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use index::Index;
-
-/// Labels of a node or pod, shared between the index and responses.
-pub type Labels = BTreeMap<String, String>;
+pub use labels::Labels;
 
 /// Where and how to reach one node's kubelet resource-metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -138,7 +138,7 @@ impl LabelSelector {
 impl Requirement {
     fn matches(&self, labels: &Labels) -> bool {
         let value = labels.get(&self.key);
-        let in_set = |v: &String| self.values.binary_search(v).is_ok();
+        let in_set = |v: &str| self.values.binary_search_by(|x| x.as_str().cmp(v)).is_ok();
         match self.operator {
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),

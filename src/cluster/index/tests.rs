@@ -193,7 +193,9 @@ fn pods_list_by_namespace_in_name_order_and_share_the_namespace_name() {
     );
     assert!(index.pods(Some("missing")).is_empty());
     assert_eq!(
-        index.pod("ns1", "z").map(|p| p.labels.get("app").cloned()),
+        index
+            .pod("ns1", "z")
+            .map(|p| p.labels.get("app").map(str::to_owned)),
         Some(Some("web".to_owned()))
     );
 }
