@@ -10,11 +10,13 @@ pub mod index;
 pub mod labels;
 pub mod nodes;
 pub mod pods;
+pub mod selector;
 
 use std::sync::Arc;
 
 pub use index::Index;
 pub use labels::Labels;
+pub use selector::LabelSelector;
 
 /// Where and how to reach one node's kubelet resource-metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::{ClusterView, Labels, NodeInfo, PodInfo};
+use super::{ClusterView, LabelSelector, Labels, NodeInfo, PodInfo};
 
 /// The cluster index: nodes, Running pods and whether both watches have completed their first list.
 #[derive(Debug, Default)]
@@ -33,23 +33,11 @@ struct State {
     labels: HashSet<Arc<Labels>>,
 }
 
-/// A parsed `--node-selector`: every requirement must hold (comma = AND).
-///
-/// Grammar (apimachinery's `labels.Parse`): `key=value`, `key==value`, `key!=value`, `key in (a,b)`,
-/// `key notin (a,b)`, `key` (exists) and `!key` (does not exist). The empty selector matches every node.
+/// A parsed `--node-selector`: a [`LabelSelector`] (apimachinery's `labels.Parse` grammar, as metrics-server
+/// parses the flag) applied to node labels. The empty selector matches every node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSelector {
-    requirements: Vec<Requirement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requirement {
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
+    selector: LabelSelector,
 }
 
 /// A `--node-selector` that does not parse.
@@ -58,8 +46,8 @@ enum Requirement {
 pub struct SelectorError {
     /// The selector as given.
     pub selector: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
+    /// What is wrong with it (apimachinery's message).
+    pub reason: String,
 }
 
 // === impl Index ===
@@ -247,149 +235,26 @@ impl NodeSelector {
     /// Parses metrics-server's `--node-selector` (see the type's docs for the grammar).
     ///
     /// # Errors
-    /// [`SelectorError`] naming the selector and the first problem found.
+    /// [`SelectorError`] naming the selector and apimachinery's message for the first problem found.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
-        let err = |reason| SelectorError {
-            selector: input.to_owned(),
-            reason,
-        };
-        let mut requirements = Vec::new();
-        for term in split_terms(input).map_err(err)? {
-            let term = term.trim();
-            if term.is_empty() {
-                if input.trim().is_empty() {
-                    continue;
-                }
-                return Err(err("empty requirement"));
-            }
-            requirements.push(parse_requirement(term).map_err(err)?);
+        match LabelSelector::parse(input) {
+            Ok(selector) => Ok(NodeSelector { selector }),
+            Err(error) => Err(SelectorError {
+                selector: input.to_owned(),
+                reason: error.0,
+            }),
         }
-        Ok(NodeSelector { requirements })
     }
 
     /// Every requirement holds for `labels`.
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.requirements.iter().all(|r| r.matches(labels))
+        self.selector.matches(labels)
     }
 
     /// The selector has no requirement (matches everything).
     pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
+        self.selector.is_empty()
     }
-}
-
-impl Requirement {
-    fn matches(&self, labels: &Labels) -> bool {
-        match self {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            // apimachinery: `!=` also matches objects that lack the key.
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
-        }
-    }
-}
-
-/// Splits on commas that are not inside parentheses.
-fn split_terms(input: &str) -> Result<Vec<&str>, &'static str> {
-    let mut terms = Vec::new();
-    let mut depth = 0u32;
-    let mut start = 0;
-    for (i, c) in input.char_indices() {
-        match c {
-            '(' if depth > 0 => return Err("nested parentheses"),
-            '(' => depth += 1,
-            ')' if depth == 0 => return Err("unbalanced ')'"),
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(&input[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err("unbalanced '('");
-    }
-    terms.push(&input[start..]);
-    Ok(terms)
-}
-
-fn parse_requirement(term: &str) -> Result<Requirement, &'static str> {
-    if let Some(key) = term.strip_prefix('!') {
-        return Ok(Requirement::DoesNotExist(valid_key(key.trim())?));
-    }
-    if let Some((key, value)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(
-            valid_key(key.trim())?,
-            valid_value(value.trim())?,
-        ));
-    }
-    if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(Requirement::Equals(
-            valid_key(key.trim())?,
-            valid_value(value.trim())?,
-        ));
-    }
-    if let Some(open) = term.find('(') {
-        let head = term[..open].trim_end();
-        let list = term[open + 1..].strip_suffix(')').ok_or("text after ')'")?;
-        let values = list
-            .split(',')
-            .map(|v| valid_value(v.trim()))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(key) = head.strip_suffix(" notin") {
-            return Ok(Requirement::NotIn(valid_key(key.trim())?, values));
-        }
-        if let Some(key) = head.strip_suffix(" in") {
-            return Ok(Requirement::In(valid_key(key.trim())?, values));
-        }
-        return Err("expected 'in' or 'notin' before '('");
-    }
-    Ok(Requirement::Exists(valid_key(term)?))
-}
-
-/// A label key: optional DNS-subdomain prefix and `/`, then a name of ≤ 63 alphanumerics, `-`, `_`, `.`.
-fn valid_key(key: &str) -> Result<String, &'static str> {
-    let name = match key.rsplit_once('/') {
-        Some((prefix, name)) => {
-            let prefix_ok = !prefix.is_empty()
-                && prefix.len() <= 253
-                && prefix.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                });
-            if !prefix_ok {
-                return Err("invalid label key prefix");
-            }
-            name
-        }
-        None => key,
-    };
-    if name.is_empty() || !is_label_name(name) {
-        return Err("invalid label key");
-    }
-    Ok(key.to_owned())
-}
-
-/// A label value: empty, or ≤ 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
-fn valid_value(value: &str) -> Result<String, &'static str> {
-    if value.is_empty() || is_label_name(value) {
-        Ok(value.to_owned())
-    } else {
-        Err("invalid label value")
-    }
-}
-
-fn is_label_name(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 #[cfg(test)]
