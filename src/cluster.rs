@@ -67,6 +67,19 @@ pub trait ClusterView: Send + Sync + 'static {
     fn node(&self, name: &str) -> Option<Arc<NodeInfo>>;
     /// Running pods, in one namespace or all (`None`), sorted by (namespace, name).
     fn pods(&self, namespace: Option<&str>) -> Vec<Arc<PodInfo>>;
+    /// Running pods matching `selector`, in one namespace or all (`None`), sorted by (namespace, name).
+    ///
+    /// The default filters [`ClusterView::pods`]; the [`Index`] answers from its label index instead, without
+    /// visiting (or cloning) every pod of the namespace.
+    fn pods_matching(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Vec<Arc<PodInfo>> {
+        let mut pods = self.pods(namespace);
+        pods.retain(|pod| selector.matches(&pod.labels));
+        pods
+    }
     /// One Running pod.
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>>;
 }

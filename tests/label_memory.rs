@@ -39,8 +39,9 @@ fn index_bytes(labels: impl Fn(usize) -> Labels) -> (isize, Index) {
 
 /// Measured on 2026-11-26 for 2 unique labels per pod (`app=app-<i%10>`, `hpa=h-<i/10>`), label data only:
 /// `BTreeMap<String, String>` labels cost 624 bytes per pod (760 per pod in all); the compact `Labels` 98 bytes per
-/// pod (235 in all): its `Arc` (48), two boxed buffers (16 + 16) and the index's dedup-set slot. The bound sits
-/// between the two, so a return to a map per pod fails it.
+/// pod (235 in all): its `Arc` (48), two boxed buffers (16 + 16) and the index's dedup-set slot. The index's
+/// label-pair lookup (for selector lists) adds 57: 155 bytes per pod of label data, 291 in all. The bound sits
+/// between the map and the compact set, so a return to a map per pod fails it.
 #[test]
 fn unique_two_label_sets_cost_under_300_heap_bytes_per_pod() {
     let (with_labels, _keep) = index_bytes(|i| {
