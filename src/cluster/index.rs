@@ -340,19 +340,40 @@ impl Namespace {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Appends the pods matching `selector`, in name order. When the selector requires label pairs, only the
-    /// pods carrying the rarest of them are visited; otherwise every pod is.
+    /// The pods every match of `selector` is among, sorted by name: those carrying one of the values of the
+    /// `=`, `==` or `in` requirement that the fewest pods satisfy. `None` when the selector has no such
+    /// requirement.
+    fn candidates(&self, selector: &LabelSelector) -> Option<Vec<&Arc<PodInfo>>> {
+        let count = |key: &str, values: &[String]| -> usize {
+            values.iter().map(|v| self.with_label(key, v).len()).sum()
+        };
+        let (key, values) = selector
+            .required_values()
+            .min_by_key(|(key, values)| count(key, values))?;
+        let mut pods: Vec<&Arc<PodInfo>> = values
+            .iter()
+            .flat_map(|v| self.with_label(key, v))
+            .collect();
+        if values.len() > 1 {
+            // A pod has one value per key, so the lists are disjoint: merging them is a sort.
+            pods.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        }
+        Some(pods)
+    }
+
+    /// Appends the pods matching `selector`, in name order, visiting only the [`Namespace::candidates`] when the
+    /// selector names required values, and every pod otherwise.
     fn select(&self, selector: &LabelSelector, out: &mut Vec<Arc<PodInfo>>) {
         if selector.is_empty() {
             out.extend(self.pods.values().cloned());
             return;
         }
-        let candidates = selector
-            .required_pairs()
-            .map(|(key, value)| self.with_label(key, value))
-            .min_by_key(|pods| pods.len());
-        match candidates {
-            Some(pods) => out.extend(pods.iter().filter(|p| selector.matches(&p.labels)).cloned()),
+        match self.candidates(selector) {
+            Some(pods) => out.extend(
+                pods.into_iter()
+                    .filter(|p| selector.matches(&p.labels))
+                    .cloned(),
+            ),
             None => out.extend(
                 self.pods
                     .values()

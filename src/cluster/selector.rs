@@ -111,18 +111,17 @@ impl LabelSelector {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 
-    /// The `(key, value)` pairs every match must carry: one per `key=value`, `key==value` or single-value
-    /// `key in (value)` requirement, in key order. An index of objects by label pair can start from any of them
-    /// (a match is then confirmed with [`LabelSelector::matches`]).
-    pub fn required_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.requirements
-            .iter()
-            .filter_map(|r| match (r.operator, r.values.as_slice()) {
-                (Operator::Equals | Operator::DoubleEquals | Operator::In, [value]) => {
-                    Some((r.key.as_str(), value.as_str()))
-                }
-                _ => None,
-            })
+    /// For each `key=value`, `key==value` and `key in (values)` requirement, in key order: the key and the
+    /// values (sorted, distinct, never empty) one of which every match must carry under that key. An index of
+    /// objects by label pair can start from any of them (a match is then confirmed with
+    /// [`LabelSelector::matches`]).
+    pub fn required_values(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.requirements.iter().filter_map(|r| match r.operator {
+            Operator::Equals | Operator::DoubleEquals | Operator::In if !r.values.is_empty() => {
+                Some((r.key.as_str(), r.values.as_slice()))
+            }
+            _ => None,
+        })
     }
 }
 
