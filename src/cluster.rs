@@ -4,6 +4,10 @@
 //! [`PodInfo`]) and feed an [`Index`]. Everything downstream (`scrape`, `api`) reads through the [`ClusterView`]
 //! trait and never sees a `kube` type. Tests fill an [`Index`] directly.
 //!
+//! The domain types the view hands out live here too: [`Labels`] (a compact label set) and [`LabelSelector`]
+//! (apimachinery's label-selector grammar), which the index uses to answer selector lists and `--node-selector`,
+//! and which `api` uses for `labelSelector=`.
+//!
 //! This module must not scrape, store usage or know about HTTP serving.
 
 pub mod index;

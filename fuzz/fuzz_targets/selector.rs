@@ -1,4 +1,5 @@
-//! libFuzzer target for the label and field selector parsers and matchers (`src/api/selector.rs`).
+//! libFuzzer target for the label and field selector parsers and matchers (`src/cluster/selector.rs`,
+//! `src/api/selector.rs`).
 //!
 //! Compiles `src/api/selector.rs` straight from the main crate (`cluster::{Labels, LabelSelector}` come from
 //! `shim/`, which compiles `src/cluster/{labels,selector}.rs`). The first
@@ -126,7 +127,7 @@ fn text(
     Ok(out)
 }
 
-// --- the model: apimachinery's rules, written from its regexes, independently of src/api/selector.rs ---
+// --- the model: apimachinery's rules, written from its regexes, independently of src/cluster/selector.rs ---
 
 fn is_alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric()
