@@ -7,15 +7,19 @@
 
 use std::sync::Arc;
 
-/// The real `crate::cluster::labels` (paths are relative to this file's directory).
-#[path = "../../../src/cluster/labels.rs"]
-pub mod labels;
-/// The real `crate::cluster::selector`.
-#[path = "../../../src/cluster/selector.rs"]
-pub mod selector;
+/// The real `src/cluster/{labels,selector}.rs`, declared inside an inline module pointing at `src/cluster` so that
+/// their own `mod tests;` resolve beside them (for rustfmt; tests are not compiled here).
+#[path = "../../../src/cluster"]
+mod real {
+    pub mod labels;
+    pub mod selector;
 
-pub use labels::Labels;
-pub use selector::LabelSelector;
+    /// `selector.rs` imports `super::Labels`, as in `src/cluster.rs`.
+    pub use labels::Labels;
+}
+
+pub use real::Labels;
+pub use real::selector::{self, LabelSelector};
 
 /// Same shape as `crate::cluster::ScrapeTarget`.
 #[derive(Debug, Clone, PartialEq, Eq)]
