@@ -1,7 +1,9 @@
 //! Serving benchmarks: rendering large NodeMetrics/PodMetrics lists (JSON and Table) through `Api::handle`.
 //!
 //! Uses in-file fakes of `ClusterView` and `MetricsSource` (no storage, no cluster index) so the figures measure
-//! the API alone: selection, sorting checks, and JSON writing. It must not read clocks or touch the network.
+//! the API alone: selection, sorting checks, and JSON writing. The `serve_index` group serves from the real
+//! cluster [`Index`] instead, for the HPA-style selector list whose cost is the index lookup. It must not read
+//! clocks or touch the network.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -11,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use resource_metrics_server::api::{
     Api, ApiRequest, ContainerUsage, MetricsSource, NodeUsage, PodUsage, Usage,
 };
-use resource_metrics_server::cluster::{ClusterView, Labels, NodeInfo, PodInfo};
+use resource_metrics_server::cluster::{ClusterView, Index, Labels, NodeInfo, PodInfo};
 use resource_metrics_server::time::TimestampMs;
 
 /// 2026-01-01T10:00:05Z.
@@ -22,6 +24,10 @@ const PODS: usize = 150_000;
 const PODS_PER_NAMESPACE: usize = 100;
 /// Nodes in the large cluster.
 const NODES: usize = 5_000;
+/// Pods per namespace in the `serve_index` cluster (the scale benchmark's shape: 50 namespaces of 3,000 pods).
+const HPA_PODS_PER_NAMESPACE: usize = 3_000;
+/// Pods per `hpa=h-<group>` label value: what one HPA-style selector list answers.
+const HPA_GROUP: usize = 10;
 
 struct FakeCluster {
     nodes: Vec<Arc<NodeInfo>>,
@@ -152,6 +158,83 @@ fn build() -> Api {
     Api::new(Arc::new(cluster), Arc::new(metrics))
 }
 
+/// 150,000 pods in a real [`Index`], labelled like the scale benchmark: `app=app-<j%10>` and `hpa=h-<j/10>` for
+/// the `j`-th pod of its namespace, so every `hpa` value selects 10 pods of a 3,000-pod namespace.
+fn build_hpa() -> Api {
+    let index = Index::default();
+    let mut metrics = FakeMetrics {
+        nodes: HashMap::new(),
+        pods: HashMap::new(),
+    };
+    let mut pods = Vec::with_capacity(PODS);
+    for p in 0..PODS {
+        let (ns, j) = (p / HPA_PODS_PER_NAMESPACE, p % HPA_PODS_PER_NAMESPACE);
+        let namespace = format!("ns-{ns}");
+        let name = format!("pod-{j}");
+        let labels: Labels = [
+            ("app".to_owned(), format!("app-{}", j % 10)),
+            ("hpa".to_owned(), format!("h-{}", j / HPA_GROUP)),
+        ]
+        .into_iter()
+        .collect();
+        let usage = PodUsage {
+            timestamp_ms: NOW_MS - 9_000,
+            window_ms: 20_050,
+            containers: vec![ContainerUsage {
+                name: "app".into(),
+                usage: Usage {
+                    cpu_nanocores: 250_499_999 + p as u64,
+                    memory_bytes: 52_428_800,
+                    swap_bytes: None,
+                },
+            }],
+        };
+        metrics
+            .pods
+            .entry(namespace.clone())
+            .or_default()
+            .insert(name.clone(), Arc::new(usage));
+        pods.push((namespace, name, labels));
+    }
+    index.replace_pods(pods);
+    index.replace_nodes(Vec::new());
+    Api::new(Arc::new(index), Arc::new(metrics))
+}
+
+fn serve_index(c: &mut Criterion) {
+    let api = build_hpa();
+    let mut group = c.benchmark_group("serve_index");
+    let cases = [
+        ("hpa_selector_10_of_3000", "labelSelector=hpa%3Dh-123"),
+        (
+            "in_two_values_20_of_3000",
+            "labelSelector=hpa+in+%28h-123%2Ch-124%29",
+        ),
+        (
+            "combined_selector_2_of_3000",
+            "labelSelector=hpa%2Capp%3Dapp-3%2Chpa+notin+%28h-0%29%2Chpa+in+%28h-123%2Ch-124%29%2Capp%21%3Dapp-4",
+        ),
+    ];
+    for (name, query) in cases {
+        let req = ApiRequest {
+            method: "GET",
+            path: "/apis/metrics.k8s.io/v1beta1/namespaces/ns-7/pods",
+            query,
+            accept: "application/json",
+        };
+        let probe = api.handle(req, NOW_MS);
+        assert_eq!(probe.status, 200, "{name}");
+        let items = String::from_utf8_lossy(&probe.body)
+            .matches("\"containers\"")
+            .count();
+        eprintln!("{name}: {} bytes, {items} pods", probe.body.len());
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(api.handle(black_box(req), NOW_MS)))
+        });
+    }
+    group.finish();
+}
+
 fn serve(c: &mut Criterion) {
     let api = build();
     let request = |path: &'static str, query: &'static str, accept: &'static str| ApiRequest {
@@ -224,5 +307,5 @@ fn serve(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, serve);
+criterion_group!(benches, serve, serve_index);
 criterion_main!(benches);

@@ -4,19 +4,23 @@
 //! [`PodInfo`]) and feed an [`Index`]. Everything downstream (`scrape`, `api`) reads through the [`ClusterView`]
 //! trait and never sees a `kube` type. Tests fill an [`Index`] directly.
 //!
+//! The domain types the view hands out live here too: [`Labels`] (a compact label set) and [`LabelSelector`]
+//! (apimachinery's label-selector grammar), which the index uses to answer selector lists and `--node-selector`,
+//! and which `api` uses for `labelSelector=`.
+//!
 //! This module must not scrape, store usage or know about HTTP serving.
 
 pub mod index;
+pub mod labels;
 pub mod nodes;
 pub mod pods;
+pub mod selector;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use index::Index;
-
-/// Labels of a node or pod, shared between the index and responses.
-pub type Labels = BTreeMap<String, String>;
+pub use labels::Labels;
+pub use selector::LabelSelector;
 
 /// Where and how to reach one node's kubelet resource-metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,19 @@ pub trait ClusterView: Send + Sync + 'static {
     fn node(&self, name: &str) -> Option<Arc<NodeInfo>>;
     /// Running pods, in one namespace or all (`None`), sorted by (namespace, name).
     fn pods(&self, namespace: Option<&str>) -> Vec<Arc<PodInfo>>;
+    /// Running pods matching `selector`, in one namespace or all (`None`), sorted by (namespace, name).
+    ///
+    /// The default filters [`ClusterView::pods`]; the [`Index`] answers from its label index instead, without
+    /// visiting (or cloning) every pod of the namespace.
+    fn pods_matching(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Vec<Arc<PodInfo>> {
+        let mut pods = self.pods(namespace);
+        pods.retain(|pod| selector.matches(&pod.labels));
+        pods
+    }
     /// One Running pod.
     fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodInfo>>;
 }

@@ -315,11 +315,11 @@ fn word(u: &mut Unstructured<'_>, from: &[&str]) -> ArbitraryResult<String> {
 }
 
 fn labels(u: &mut Unstructured<'_>) -> ArbitraryResult<Arc<Labels>> {
-    let mut labels = Labels::new();
+    let mut labels = BTreeMap::new();
     for _ in 0..u.int_in_range(0..=3)? {
         labels.insert(word(u, LABEL_KEYS)?, word(u, LABEL_VALUES)?);
     }
-    Ok(Arc::new(labels))
+    Ok(Arc::new(Labels::from(labels)))
 }
 
 fn usage(u: &mut Unstructured<'_>) -> ArbitraryResult<Usage> {
@@ -681,7 +681,7 @@ fn check_selected(query: &str, body: &Value) {
         .expect("a list has items");
     for item in items {
         let metadata = &item["metadata"];
-        let mut map = Labels::new();
+        let mut map = BTreeMap::new();
         if let Some(object) = metadata.get("labels").and_then(Value::as_object) {
             for (k, v) in object {
                 map.insert(
@@ -691,7 +691,7 @@ fn check_selected(query: &str, body: &Value) {
             }
         }
         assert!(
-            labels.matches(&map),
+            labels.matches(&Labels::from(map)),
             "{item} does not match the label selector of {query:?}"
         );
         let name = metadata["name"].as_str().expect("objects have a name");

@@ -1,6 +1,8 @@
-//! libFuzzer target for the label and field selector parsers and matchers (`src/api/selector.rs`).
+//! libFuzzer target for the label and field selector parsers and matchers (`src/cluster/selector.rs`,
+//! `src/api/selector.rs`).
 //!
-//! Compiles `src/api/selector.rs` straight from the main crate (`cluster::Labels` comes from `shim/`). The first
+//! Compiles `src/api/selector.rs` straight from the main crate (`cluster::{Labels, LabelSelector}` come from
+//! `shim/`, which compiles `src/cluster/{labels,selector}.rs`). The first
 //! input byte picks a mode:
 //! - raw label / raw field selector (the rest of the input up to a `0xFF` byte is the selector, what follows
 //!   feeds the label maps and object names): no panic; parsing and matching are deterministic; padding, and
@@ -125,7 +127,7 @@ fn text(
     Ok(out)
 }
 
-// --- the model: apimachinery's rules, written from its regexes, independently of src/api/selector.rs ---
+// --- the model: apimachinery's rules, written from its regexes, independently of src/cluster/selector.rs ---
 
 fn is_alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -176,7 +178,7 @@ fn model_valid(r: &Req) -> bool {
 fn model_matches(reqs: &[Req], labels: &Labels) -> bool {
     reqs.iter().all(|r| {
         let got = labels.get(&r.key);
-        let in_set = got.is_some_and(|v| r.values.contains(v));
+        let in_set = got.is_some_and(|v| r.values.iter().any(|x| x == v));
         let int = || got.and_then(|v| v.parse::<i64>().ok());
         let bound = || r.values[0].parse::<i64>().ok();
         match r.op {
@@ -368,7 +370,7 @@ fn label_maps(u: &mut Unstructured<'_>, reqs: &[Req]) -> Vec<Labels> {
     );
     let mut maps = vec![Labels::new()];
     for _ in 0..8 {
-        let mut map = Labels::new();
+        let mut map = std::collections::BTreeMap::new();
         let Ok(n) = u.int_in_range(0..=4) else { break };
         for _ in 0..n {
             let (Ok(k), Ok(v)) = (u.choose(&keys), u.choose(&values)) else {
@@ -381,7 +383,7 @@ fn label_maps(u: &mut Unstructured<'_>, reqs: &[Req]) -> Vec<Labels> {
             };
             map.insert(k.clone(), v);
         }
-        maps.push(map);
+        maps.push(Labels::from(map));
     }
     maps
 }

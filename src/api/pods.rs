@@ -1,7 +1,8 @@
 //! PodMetrics list and get: which Running pods are returned, in which order, and why a get fails.
 //!
-//! List: `ClusterView::pods` for the path's namespace (or the namespace a `metadata.namespace=` field selector
-//! fixes) → label selector → field selector → usage; pods without servable usage are omitted. Get:
+//! List: `ClusterView::pods_matching` the label selector in the path's namespace (or the namespace a
+//! `metadata.namespace=` field selector fixes) → field selector → usage; pods without servable usage are omitted.
+//! The view applies the label selector so that an index can answer it without visiting every pod. Get:
 //! `ClusterView::pod` → usage. This module must not render bodies.
 
 use super::selector::{FieldSelector, LabelSelector};
@@ -24,9 +25,9 @@ pub(crate) fn list(
     // A field selector naming one namespace narrows an all-namespaces list to a cheap namespaced lookup.
     let scope = namespace.or_else(|| fields.required_namespace());
     let mut items: Vec<PodItem> = cluster
-        .pods(scope)
+        .pods_matching(scope, labels)
         .into_iter()
-        .filter(|pod| labels.matches(&pod.labels) && fields.matches(&pod.name, &pod.namespace))
+        .filter(|pod| fields.matches(&pod.name, &pod.namespace))
         .filter_map(|info| {
             metrics
                 .pod_usage(&info.namespace, &info.name, now_ms)

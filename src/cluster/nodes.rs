@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::{Index, NodeInfo, ScrapeTarget};
+use super::{Index, Labels, NodeInfo, ScrapeTarget};
 use crate::shutdown;
 
 /// The kubelet path used when a node has no path annotation.
@@ -55,7 +55,12 @@ impl TargetOptions {
 /// A node without a name is given an empty one (the API server never sends such a node).
 pub fn trim_node(node: &Node, options: &TargetOptions) -> NodeInfo {
     let name: Arc<str> = Arc::from(node.metadata.name.as_deref().unwrap_or_default());
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let labels = node
+        .metadata
+        .labels
+        .as_ref()
+        .map(Labels::from)
+        .unwrap_or_default();
     let status = node.status.as_ref();
     let ready = status
         .and_then(|s| s.conditions.as_ref())

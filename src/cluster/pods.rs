@@ -22,7 +22,11 @@ pub fn trim_pod(meta: &PartialObjectMeta<Pod>) -> Option<(String, String, Labels
     Some((
         namespace,
         name,
-        meta.metadata.labels.clone().unwrap_or_default(),
+        meta.metadata
+            .labels
+            .as_ref()
+            .map(Labels::from)
+            .unwrap_or_default(),
     ))
 }
 

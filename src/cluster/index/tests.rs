@@ -193,7 +193,9 @@ fn pods_list_by_namespace_in_name_order_and_share_the_namespace_name() {
     );
     assert!(index.pods(Some("missing")).is_empty());
     assert_eq!(
-        index.pod("ns1", "z").map(|p| p.labels.get("app").cloned()),
+        index
+            .pod("ns1", "z")
+            .map(|p| p.labels.get("app").map(str::to_owned)),
         Some(Some("web".to_owned()))
     );
 }
@@ -242,4 +244,240 @@ fn pods_with_equal_labels_share_one_label_map_until_the_last_goes() {
         1,
         "unused sets are dropped on delete and on replace"
     );
+}
+
+/// Selectors covering every operator, combinations, and pairs no pod carries.
+const SELECTORS: &[&str] = &[
+    "",
+    "app=web",
+    "app==web",
+    "app!=web",
+    "app in (web)",
+    "app in (web,db)",
+    "app notin (web)",
+    "app",
+    "!app",
+    "app=web,tier=front",
+    "tier=front,app!=db",
+    "app=nothing",
+    "nothing=web",
+    "hpa=h-1,app",
+    "app in (db),!tier",
+    "tier=",
+    "app=web,app=db",
+    "tier in (front),hpa notin (h-1)",
+    "rank>1",
+    "rank<3,app=web",
+    "hpa in (h-1),tier in (front,back),app!=db",
+];
+
+const NAMESPACES: &[Option<&str>] = &[None, Some("ns-a"), Some("ns-b"), Some("missing")];
+
+/// `(namespace/name)` of every pod `pods_matching` returns, and of what filtering `pods` returns.
+fn indexed_and_naive(
+    index: &Index,
+    namespace: Option<&str>,
+    selector: &str,
+) -> (Vec<String>, Vec<String>) {
+    let selector = LabelSelector::parse(selector).expect("valid selector");
+    let name = |p: &PodInfo| format!("{}/{}", p.namespace, p.name);
+    let indexed = names(&index.pods_matching(namespace, &selector), name);
+    let naive = index
+        .pods(namespace)
+        .iter()
+        .filter(|p| selector.matches(&p.labels))
+        .map(|p| name(p))
+        .collect();
+    (indexed, naive)
+}
+
+/// The label index of every namespace holds exactly its pods' pairs, sorted by name, with no empty entries.
+fn assert_label_index_is_consistent(index: &Index, when: &str) {
+    let state = index.read();
+    for (namespace, ns) in &state.namespaces {
+        let mut want: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for pod in ns.pods.values() {
+            for (key, value) in pod.labels.iter() {
+                want.entry((key.to_owned(), value.to_owned()))
+                    .or_default()
+                    .push(pod.name.to_string());
+            }
+        }
+        let mut got = BTreeMap::new();
+        for (key, values) in &ns.by_label {
+            assert!(
+                !values.is_empty(),
+                "{when}: {namespace}: empty key entry {key}"
+            );
+            for (value, pods) in values {
+                got.insert(
+                    (key.to_string(), value.to_string()),
+                    pods.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
+                );
+            }
+        }
+        assert_eq!(got, want, "{when}: label index of {namespace}");
+    }
+}
+
+fn assert_indexed_equals_naive(index: &Index, when: &str) {
+    assert_label_index_is_consistent(index, when);
+    for selector in SELECTORS {
+        for namespace in NAMESPACES {
+            let (indexed, naive) = indexed_and_naive(index, *namespace, selector);
+            assert_eq!(indexed, naive, "{when}: {selector:?} in {namespace:?}");
+        }
+    }
+}
+
+fn pod(namespace: &str, name: &str, pairs: &[(&str, &str)]) -> (String, String, Labels) {
+    (namespace.to_owned(), name.to_owned(), labels(pairs))
+}
+
+#[test]
+fn selector_lists_from_the_label_index_equal_filtering_every_pod() {
+    let index = Index::default();
+    assert_indexed_equals_naive(&index, "empty index");
+    index.replace_pods(vec![
+        pod(
+            "ns-b",
+            "web-2",
+            &[("app", "web"), ("tier", "front"), ("hpa", "h-1")],
+        ),
+        pod(
+            "ns-a",
+            "web-1",
+            &[("app", "web"), ("tier", "front"), ("rank", "2")],
+        ),
+        pod(
+            "ns-a",
+            "web-0",
+            &[("app", "web"), ("tier", ""), ("rank", "1")],
+        ),
+        pod(
+            "ns-a",
+            "db-0",
+            &[("app", "db"), ("tier", "back"), ("hpa", "h-1")],
+        ),
+        pod("ns-a", "bare", &[]),
+        pod("ns-b", "db-1", &[("app", "db"), ("rank", "x")]),
+        pod("ns-b", "job", &[("hpa", "h-2"), ("tier", "front")]),
+    ]);
+    assert_indexed_equals_naive(&index, "after the first list");
+    type Step<'a> = (&'a str, &'a dyn Fn(&Index));
+    let steps: &[Step<'_>] = &[
+        ("a pod changes its app value", &|i| {
+            i.apply_pod("ns-a", "web-1", labels(&[("app", "db"), ("tier", "front")]));
+        }),
+        ("a pod loses every label", &|i| {
+            i.apply_pod("ns-b", "web-2", Labels::new())
+        }),
+        ("a bare pod gains labels", &|i| {
+            i.apply_pod("ns-a", "bare", labels(&[("app", "web"), ("hpa", "h-1")]));
+        }),
+        ("an unchanged pod is applied again", &|i| {
+            i.apply_pod("ns-b", "db-1", labels(&[("app", "db"), ("rank", "x")]));
+        }),
+        ("pods are added in reverse name order", &|i| {
+            for n in (0..5).rev() {
+                i.apply_pod(
+                    "ns-b",
+                    &format!("web-{n}"),
+                    labels(&[("app", "web"), ("rank", "3")]),
+                );
+            }
+        }),
+        ("pods are deleted, one twice and one unknown", &|i| {
+            i.delete_pod("ns-a", "db-0");
+            i.delete_pod("ns-a", "db-0");
+            i.delete_pod("ns-b", "web-3");
+            i.delete_pod("missing", "x");
+        }),
+        ("a relist replaces every pod", &|i| {
+            i.replace_pods(vec![
+                pod("ns-b", "db-1", &[("app", "web"), ("tier", "back")]),
+                pod(
+                    "ns-a",
+                    "new",
+                    &[("app", "db"), ("hpa", "h-1"), ("tier", "front")],
+                ),
+            ]);
+        }),
+        ("a whole namespace is deleted", &|i| {
+            i.delete_pod("ns-a", "new")
+        }),
+        ("the last pod is deleted", &|i| i.delete_pod("ns-b", "db-1")),
+    ];
+    for (when, step) in steps {
+        step(&index);
+        assert_indexed_equals_naive(&index, when);
+    }
+    assert!(
+        index.read().namespaces.is_empty(),
+        "no namespace is left behind"
+    );
+}
+
+#[test]
+fn an_equality_or_in_selector_visits_only_the_pods_carrying_its_values() {
+    struct Case {
+        name: &'static str,
+        selector: &'static str,
+        /// How many pods are visited; `None` when every pod is.
+        candidates: Option<usize>,
+        want: std::ops::Range<usize>,
+    }
+    let index = Index::default();
+    for n in 0..100 {
+        let group = format!("h-{}", n / 10);
+        index.apply_pod(
+            "ns",
+            &format!("pod-{n:03}"),
+            labels(&[("app", "a"), ("hpa", &group)]),
+        );
+    }
+    let cases = [
+        Case {
+            name: "the rarer pair is the starting point",
+            selector: "app=a,hpa=h-3",
+            candidates: Some(10),
+            want: 30..40,
+        },
+        Case {
+            name: "a pair no pod carries answers nothing",
+            selector: "hpa=h-99,app",
+            candidates: Some(0),
+            want: 0..0,
+        },
+        Case {
+            name: "in visits the pods of each value, merged in name order",
+            selector: "hpa in (h-3,h-2,h-99),app notin (b)",
+            candidates: Some(20),
+            want: 20..40,
+        },
+        Case {
+            name: "a shared pair is visited only when nothing rarer is required",
+            selector: "app==a,hpa!=h-0",
+            candidates: Some(100),
+            want: 10..100,
+        },
+        Case {
+            name: "without a required value every pod is visited",
+            selector: "hpa notin (h-0,h-1,h-2,h-3,h-4,h-5,h-6,h-7,h-8),app",
+            candidates: None,
+            want: 90..100,
+        },
+    ];
+    for case in cases {
+        let selector = LabelSelector::parse(case.selector).expect("valid selector");
+        let candidates = index.read().namespaces["ns"]
+            .candidates(&selector)
+            .map(|pods| pods.len());
+        assert_eq!(candidates, case.candidates, "{}: candidates", case.name);
+        let got = names(&index.pods_matching(Some("ns"), &selector), |p| {
+            p.name.to_string()
+        });
+        let want: Vec<String> = case.want.map(|n| format!("pod-{n:03}")).collect();
+        assert_eq!(got, want, "{}", case.name);
+    }
 }

@@ -200,7 +200,7 @@ fn trimming_keeps_labels_and_drops_everything_else() {
             .0,
         &options(&["InternalIP"], false),
     );
-    assert_eq!(info.labels.get("zone").map(String::as_str), Some("a"));
+    assert_eq!(info.labels.get("zone"), Some("a"));
     assert_eq!(info.labels.len(), 1);
 }
 

@@ -135,7 +135,7 @@ async fn the_watch_lists_running_pods_metadata_only_and_applies_events() {
     assert_eq!(
         index
             .pod("ns", "b")
-            .and_then(|p| p.labels.get("app").cloned())
+            .and_then(|p| p.labels.get("app").map(str::to_owned))
             .as_deref(),
         Some("web")
     );
