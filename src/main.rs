@@ -8,7 +8,9 @@ use resource_metrics_server::{runtime, shutdown, telemetry};
 const EX_USAGE: u8 = 64; // sysexits.h: the command line was wrong.
 
 /// mimalloc rather than glibc malloc: per-thread free lists without glibc's arena consolidation. At 5,000 nodes it
-/// cut the server's CPU and RSS (`BENCHMARKS.md`, "Allocator").
+/// cut the server's CPU by a fifth (`BENCHMARKS.md`). `--no-default-features` builds with the system allocator,
+/// e.g. to heap-profile with heaptrack.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
