@@ -16,7 +16,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 
 use super::access_review::{DecisionTtls, SubjectAccessReviewer};
@@ -41,6 +41,8 @@ struct Leaf<'a> {
     organizations: &'a [&'a str],
     expired: bool,
     server_auth_only: bool,
+    /// Valid from 1 January of the first year to 1 January of the second (00:00:00 UTC).
+    valid_years: Option<(i32, i32)>,
 }
 
 impl Ca {
@@ -56,12 +58,17 @@ impl Ca {
 
     /// An intermediate CA signed by this one.
     fn intermediate(&self, name: &str) -> Ca {
-        let issuer = CertifiedIssuer::signed_by(
-            ca_params(name),
-            KeyPair::generate().expect("key"),
-            &self.issuer,
-        )
-        .expect("intermediate");
+        self.intermediate_with(name, KeyPair::generate().expect("key"), None)
+    }
+
+    /// An intermediate CA signed by this one with a given key (to re-issue an intermediate) and validity.
+    fn intermediate_with(&self, name: &str, key: KeyPair, valid_years: Option<(i32, i32)>) -> Ca {
+        let mut params = ca_params(name);
+        if let Some((from, to)) = valid_years {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
+        let issuer = CertifiedIssuer::signed_by(params, key, &self.issuer).expect("intermediate");
         Ca { issuer }
     }
 
@@ -108,6 +115,10 @@ impl Ca {
         if leaf.expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        if let Some((from, to)) = leaf.valid_years {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
         }
         let key = KeyPair::generate().expect("key");
         vec![
@@ -536,6 +547,416 @@ fn ca_bundle_parsing_rejects_text_without_certificates() {
         CaBundle::from_pem(two.as_bytes()).expect("two CAs").len(),
         2
     );
+}
+
+// === chain verification cache ===
+
+/// 00:00:00 UTC on a day, plus `secs`, as webpki's clock.
+fn day(year: i32, month: u8, day: u8, secs: u64) -> UnixTime {
+    let midnight =
+        u64::try_from(rcgen::date_time_ymd(year, month, day).unix_timestamp()).expect("after 1970");
+    UnixTime::since_unix_epoch(Duration::from_secs(midnight + secs))
+}
+
+/// A comparable rendering of a verification outcome: the subject, or the error's debug form (which names the
+/// webpki error and its instants).
+fn verified(
+    result: Result<super::x509::Subject, super::x509::VerifyError>,
+) -> Result<String, String> {
+    result
+        .map(|subject| subject.common_name)
+        .map_err(|error| format!("{error:?}"))
+}
+
+#[test]
+fn a_verified_chain_is_reused_and_any_other_chain_is_verified() {
+    struct Case {
+        name: &'static str,
+        chain: Vec<CertificateDer<'static>>,
+        /// The common name, or a fragment of the error.
+        want: Result<&'static str, &'static str>,
+        /// Full verifications so far.
+        want_verifications: usize,
+        want_cached: usize,
+    }
+    let root = Ca::new("cache-root");
+    let key = KeyPair::generate().expect("key");
+    let same_key = KeyPair::from_pem(&key.serialize_pem()).expect("key copy");
+    let intermediate = root.intermediate_with("cache-intermediate", key, None);
+    // The same intermediate re-issued: same name and key, other dates, so it still signs the same leaves.
+    let reissued = root.intermediate_with("cache-intermediate", same_key, Some((2020, 2040)));
+    let stranger = Ca::new("cache-stranger");
+    let alice = intermediate.client("alice").remove(0);
+    let bob = intermediate.client("bob").remove(0);
+    let stranger_alice = stranger.client("alice").remove(0);
+    let (i1, i2) = (intermediate.der(), reissued.der());
+    let now = day(2030, 1, 1, 0);
+    let cases = [
+        Case {
+            name: "a first chain is verified",
+            chain: vec![alice.clone(), i1.clone()],
+            want: Ok("alice"),
+            want_verifications: 1,
+            want_cached: 1,
+        },
+        Case {
+            name: "the same chain again is served from the cache",
+            chain: vec![alice.clone(), i1.clone()],
+            want: Ok("alice"),
+            want_verifications: 1,
+            want_cached: 1,
+        },
+        Case {
+            name: "another leaf of the same intermediate is verified",
+            chain: vec![bob.clone(), i1.clone()],
+            want: Ok("bob"),
+            want_verifications: 2,
+            want_cached: 2,
+        },
+        Case {
+            name: "the same leaf with a re-issued intermediate is verified",
+            chain: vec![alice.clone(), i2.clone()],
+            want: Ok("alice"),
+            want_verifications: 3,
+            want_cached: 3,
+        },
+        Case {
+            name: "the same leaf and intermediate in the other order is verified and fails",
+            chain: vec![i1.clone(), alice.clone()],
+            want: Err("CaUsedAsEndEntity"),
+            want_verifications: 4,
+            want_cached: 3,
+        },
+        Case {
+            name: "the same chain plus an unused certificate is verified",
+            chain: vec![alice.clone(), i1.clone(), stranger.der()],
+            want: Ok("alice"),
+            want_verifications: 5,
+            want_cached: 4,
+        },
+        Case {
+            name: "the same leaf without its intermediate is verified and fails",
+            chain: vec![alice.clone()],
+            want: Err("UnknownIssuer"),
+            want_verifications: 6,
+            want_cached: 4,
+        },
+        Case {
+            name: "the same failure again is verified again, since failures are not cached",
+            chain: vec![alice.clone()],
+            want: Err("UnknownIssuer"),
+            want_verifications: 7,
+            want_cached: 4,
+        },
+        Case {
+            name: "a leaf with the same name signed by another CA is verified and fails",
+            chain: vec![stranger_alice.clone(), i1.clone()],
+            want: Err("UnknownIssuer"),
+            want_verifications: 8,
+            want_cached: 4,
+        },
+        Case {
+            name: "garbage is rejected before path building and not cached",
+            chain: vec![CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00])],
+            want: Err("Chain("),
+            want_verifications: 8,
+            want_cached: 4,
+        },
+        Case {
+            name: "the first chain is still served from the cache",
+            chain: vec![alice.clone(), i1.clone()],
+            want: Ok("alice"),
+            want_verifications: 8,
+            want_cached: 4,
+        },
+    ];
+    let bundle = root.bundle();
+    for case in cases {
+        let got = verified(bundle.verify_client(&case.chain, now));
+        let uncached = verified(root.bundle().verify_client(&case.chain, now));
+        assert_eq!(
+            got, uncached,
+            "{}: same outcome as without a cache",
+            case.name
+        );
+        match (&got, case.want) {
+            (Ok(name), Ok(want)) => assert_eq!(name, want, "{}", case.name),
+            (Err(error), Err(want)) => assert!(error.contains(want), "{}: {error}", case.name),
+            _ => panic!("{}: got {got:?}, want {:?}", case.name, case.want),
+        }
+        assert_eq!(
+            bundle.verifications(),
+            case.want_verifications,
+            "{}: verifications",
+            case.name
+        );
+        assert_eq!(
+            bundle.cached_chains(),
+            case.want_cached,
+            "{}: cached",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn a_cached_chain_is_verified_again_and_rejected_once_a_certificate_of_its_path_expires() {
+    struct Case {
+        name: &'static str,
+        chain: fn(&Validities) -> Vec<CertificateDer<'static>>,
+        now: UnixTime,
+        /// The common name, or a fragment of the error.
+        want: Result<&'static str, &'static str>,
+        want_verifications: usize,
+    }
+    /// A leaf valid 2020–2030 under an intermediate valid 2020–2025, and a leaf valid 2020–2023 from the root.
+    struct Validities {
+        through_short_intermediate: Vec<CertificateDer<'static>>,
+        short_leaf: Vec<CertificateDer<'static>>,
+    }
+    let root = Ca::new("expiry-root");
+    let intermediate = root.intermediate_with(
+        "expiry-intermediate",
+        KeyPair::generate().expect("key"),
+        Some((2020, 2025)),
+    );
+    let mut through_short_intermediate = intermediate.leaf(
+        "carol",
+        Leaf {
+            valid_years: Some((2020, 2030)),
+            ..Leaf::default()
+        },
+    );
+    through_short_intermediate.push(intermediate.der());
+    let chains = Validities {
+        through_short_intermediate,
+        short_leaf: root.leaf(
+            "dave",
+            Leaf {
+                valid_years: Some((2020, 2023)),
+                ..Leaf::default()
+            },
+        ),
+    };
+    let cases = [
+        Case {
+            name: "verified while every certificate is valid",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2022, 1, 1, 0),
+            want: Ok("carol"),
+            want_verifications: 1,
+        },
+        Case {
+            name: "reused later while the intermediate is still valid",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2024, 6, 1, 0),
+            want: Ok("carol"),
+            want_verifications: 1,
+        },
+        Case {
+            name: "reused at the intermediate's notAfter, which webpki still accepts",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2025, 1, 1, 0),
+            want: Ok("carol"),
+            want_verifications: 1,
+        },
+        Case {
+            name: "verified again and rejected a second after the intermediate expired, though the leaf is valid",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2025, 1, 1, 1),
+            want: Err("CertExpired"),
+            want_verifications: 2,
+        },
+        Case {
+            name: "rejected again later, since the failure was not cached",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2026, 1, 1, 0),
+            want: Err("CertExpired"),
+            want_verifications: 3,
+        },
+        Case {
+            name: "verified again at an earlier time, as the stale entry was dropped",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2024, 1, 1, 0),
+            want: Ok("carol"),
+            want_verifications: 4,
+        },
+        Case {
+            name: "verified again and rejected before the notBefore",
+            chain: |c| c.through_short_intermediate.clone(),
+            now: day(2019, 12, 31, 0),
+            want: Err("CertNotValidYet"),
+            want_verifications: 5,
+        },
+        Case {
+            name: "a short-lived leaf is verified",
+            chain: |c| c.short_leaf.clone(),
+            now: day(2022, 1, 1, 0),
+            want: Ok("dave"),
+            want_verifications: 6,
+        },
+        Case {
+            name: "a short-lived leaf is reused until its notAfter",
+            chain: |c| c.short_leaf.clone(),
+            now: day(2023, 1, 1, 0),
+            want: Ok("dave"),
+            want_verifications: 6,
+        },
+        Case {
+            name: "a short-lived leaf is verified again and rejected after its notAfter",
+            chain: |c| c.short_leaf.clone(),
+            now: day(2023, 1, 1, 1),
+            want: Err("CertExpired"),
+            want_verifications: 7,
+        },
+    ];
+    let bundle = root.bundle();
+    for case in cases {
+        let chain = (case.chain)(&chains);
+        let got = verified(bundle.verify_client(&chain, case.now));
+        let uncached = verified(root.bundle().verify_client(&chain, case.now));
+        assert_eq!(
+            got, uncached,
+            "{}: same outcome as without a cache",
+            case.name
+        );
+        match (&got, case.want) {
+            (Ok(name), Ok(want)) => assert_eq!(name, want, "{}", case.name),
+            (Err(error), Err(want)) => assert!(error.contains(want), "{}: {error}", case.name),
+            _ => panic!("{}: got {got:?}, want {:?}", case.name, case.want),
+        }
+        assert_eq!(
+            bundle.verifications(),
+            case.want_verifications,
+            "{}: verifications",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn clones_share_the_cache_and_a_bundle_parsed_again_starts_empty() {
+    let root = Ca::new("reload-root");
+    let chain = root.client("front-proxy-client");
+    let now = day(2030, 1, 1, 0);
+    let bundle = root.bundle();
+    bundle.verify_client(&chain, now).expect("verified");
+    let clone = bundle.clone();
+    clone.verify_client(&chain, now).expect("verified");
+    assert_eq!(
+        clone.verifications(),
+        1,
+        "a clone is served from the shared cache"
+    );
+
+    let reloaded = CaBundle::from_pem(root.pem().as_bytes()).expect("bundle");
+    reloaded.verify_client(&chain, now).expect("verified");
+    assert_eq!(
+        reloaded.verifications(),
+        1,
+        "a reloaded bundle verifies again"
+    );
+    assert_eq!(
+        bundle.verifications(),
+        1,
+        "and does not touch the old cache"
+    );
+
+    let rotated = Ca::new("reload-root-2").bundle();
+    let got = verified(rotated.verify_client(&chain, now));
+    assert!(
+        got.as_ref()
+            .is_err_and(|error| error.contains("UnknownIssuer")),
+        "a bundle without the old CA rejects a chain the old bundle cached: {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_swapped_trust_stops_trusting_a_removed_ca_on_the_next_request() {
+    let pki = Pki::new();
+    let store = Arc::new(ArcSwap::from_pointee(pki.trust()));
+    let authn = DelegatingAuthenticator::new(
+        store.clone(),
+        TokenReviewer::new(unreachable_api(), Duration::from_secs(10)),
+    );
+    let chain = pki.front_proxy.client("front-proxy-client");
+    let proxied = [("X-Remote-User", "alice")];
+    for attempt in ["first", "cached"] {
+        let got = outcome(authenticate(&authn, &chain, &proxied).await);
+        assert_eq!(
+            got,
+            Ok(Some(user("alice", &["system:authenticated"]))),
+            "{attempt}"
+        );
+    }
+    let mut rotated = pki.trust();
+    if let Some(front_proxy) = &mut rotated.front_proxy {
+        front_proxy.ca = Ca::new("front-proxy-ca-2").bundle();
+    }
+    store.store(Arc::new(rotated));
+    let got = outcome(authenticate(&authn, &chain, &proxied).await);
+    assert_eq!(got, Err("Unauthorized".to_owned()), "after the rotation");
+}
+
+#[test]
+fn many_requests_over_a_few_chains_verify_each_chain_once() {
+    let pki = Pki::new();
+    let intermediate = pki.client.intermediate("kubernetes-intermediate");
+    let mut through_intermediate = intermediate.client("carol");
+    through_intermediate.push(intermediate.der());
+    let chains = [
+        pki.client.client("front-proxy-client"),
+        pki.client.client("bob"),
+        through_intermediate,
+    ];
+    let bundle = pki.client.bundle();
+    let now = day(2030, 1, 1, 0);
+    for request in 0..500 {
+        // Each request sees its own clone, as each reads a snapshot of the trust store.
+        let snapshot = bundle.clone();
+        snapshot
+            .verify_client(&chains[request % chains.len()], now)
+            .expect("verified");
+    }
+    assert_eq!(bundle.verifications(), chains.len());
+}
+
+/// Prints the cost of `verify_client` without and with a cached result (debug build: compare the two, not the
+/// absolute values). Run with `cargo test --lib verify_client_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn verify_client_cost_cold_and_cached() {
+    const COLD: usize = 200;
+    const CACHED: usize = 20_000;
+    let root = Ca::new("bench-root");
+    let intermediate = root.intermediate("bench-intermediate");
+    let mut through_intermediate = intermediate.client("carol");
+    through_intermediate.push(intermediate.der());
+    let now = day(2030, 1, 1, 0);
+    for (name, chain) in [
+        ("leaf only", root.client("front-proxy-client")),
+        ("leaf + intermediate", through_intermediate),
+    ] {
+        let fresh: Vec<CaBundle> = (0..COLD).map(|_| root.bundle()).collect();
+        let start = std::time::Instant::now();
+        for bundle in &fresh {
+            bundle.verify_client(&chain, now).expect("verified");
+        }
+        let cold = start.elapsed().as_secs_f64() * 1e6 / COLD as f64;
+        let bundle = root.bundle();
+        bundle.verify_client(&chain, now).expect("verified");
+        let start = std::time::Instant::now();
+        for _ in 0..CACHED {
+            bundle.verify_client(&chain, now).expect("verified");
+        }
+        let cached = start.elapsed().as_secs_f64() * 1e6 / CACHED as f64;
+        assert_eq!(
+            bundle.verifications(),
+            1,
+            "{name}: every timed call was a hit"
+        );
+        println!("{name}: cold {cold:.1} µs, cached {cached:.1} µs per verify_client");
+    }
 }
 
 // === bearer tokens ===
