@@ -6,7 +6,7 @@
 //! (implemented by `storage`); this module knows nothing of how they are stored.
 //!
 //! # Design
-//! One scheduler task walks the [`schedule`] in phase order and hands due nodes to a fixed pool of
+//! One scheduler task walks the `schedule` in phase order and hands due nodes to a fixed pool of
 //! `max_concurrency` workers over a bounded channel; each worker owns its body buffers and gzip inflater, so a steady
 //! state allocates nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
 //! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes

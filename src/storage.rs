@@ -49,7 +49,7 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ impl Storage {
                 staleness_ms: duration_ms(config.staleness),
             },
             writer: Mutex::new(Writer::default()),
-            nodes: RwLock::new(HashMap::new()),
+            nodes: RwLock::new(HashMap::default()),
             pods: RwLock::new(PodIndex::default()),
         }
     }

@@ -1,7 +1,7 @@
 //! Kubelet `/metrics/resource` body (Prometheus text 0.0.4) → [`NodeBatch`]. Pure, allocation-light, fuzzed and
 //! benchmarked; knows nothing of sockets or storage.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::time::TimestampMs;
 
@@ -403,7 +403,7 @@ impl<'a> Builder<'a> {
         // Out of the kubelet's order: keep `entries` append-only from here on and index it.
         let entry = Entry::new(key)?;
         let mut index: HashMap<Key<'a>, usize> =
-            HashMap::with_capacity(len.saturating_mul(2).max(16));
+            HashMap::with_capacity_and_hasher(len.saturating_mul(2).max(16), Default::default());
         index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.key, i)));
         index.insert(key, len);
         self.entries.push(entry);

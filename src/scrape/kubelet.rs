@@ -8,7 +8,7 @@
 //! names the address dialled, which is what operators debugging x509 and 401/403 problems need. This module knows
 //! nothing of scheduling or decoding.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -216,7 +216,7 @@ impl KubeletClient {
                 max_body_bytes: config.max_body_bytes,
                 idle_timeout: config.idle_timeout,
                 max_idle_connections: config.max_idle_connections,
-                pool: Mutex::new(HashMap::new()),
+                pool: Mutex::new(HashMap::default()),
             }),
         })
     }

@@ -4,7 +4,7 @@
 //! from the point with the newer timestamp; on a tie, from the lexically smaller node name. The choice depends only
 //! on the stored candidates, never on arrival order. Pure data structure: no locks, no clock.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::api::PodUsage;
@@ -24,6 +24,11 @@ impl Candidate {
         let (mine, theirs) = (self.usage.timestamp_ms, other.usage.timestamp_ms);
         mine > theirs || (mine == theirs && self.node < other.node)
     }
+}
+
+/// Node names are shared `Arc`s, so the pointer comparison settles nearly every check without comparing bytes.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// The candidates for one pod: the winner inline (the usual single-node case costs no extra allocation).
@@ -106,10 +111,10 @@ impl PodIndex {
             );
             return;
         };
-        let slot = if entry.winner.node == *node {
+        let slot = if same(&entry.winner.node, node) {
             Some(&mut entry.winner)
         } else {
-            entry.others.iter_mut().find(|c| c.node == *node)
+            entry.others.iter_mut().find(|c| same(&c.node, node))
         };
         match slot {
             Some(slot) => garbage.push(std::mem::replace(&mut slot.usage, usage)),

@@ -4,7 +4,7 @@
 //! Pure: takes the previous state by reference and the batch by value, returns a fresh state plus the pod-index
 //! changes to apply. Never touches the shared maps, never reads a clock.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::Arc;
 
 use super::point::{CpuPoint, Point, usage};
