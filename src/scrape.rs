@@ -451,8 +451,8 @@ impl Shared {
     }
 }
 
-/// `error` followed by its sources, `: `-separated: hyper's own message names only the kind ("connection error"),
-/// the cause ("Connection reset by peer") is in its source.
+/// `error` followed by its sources, `: `-separated: an [`http1::HttpError`] names only the kind ("connection
+/// error"), the cause ("Connection reset by peer") is in its source.
 fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -568,6 +568,28 @@ fn verified(
         .map_err(|error| format!("{error:?}"))
 }
 
+/// Verifies `chain` at `now` with the shared `bundle`, checks the outcome against `want` (the common name, or a
+/// fragment of the error) and against a fresh, uncached bundle of `root`; returns the shared bundle's count of full
+/// verifications so far.
+fn check_verification(
+    name: &str,
+    bundle: &super::x509::CaBundle,
+    root: &Ca,
+    chain: &[CertificateDer<'static>],
+    now: UnixTime,
+    want: Result<&str, &str>,
+) -> usize {
+    let got = verified(bundle.verify_client(chain, now));
+    let uncached = verified(root.bundle().verify_client(chain, now));
+    assert_eq!(got, uncached, "{name}: same outcome as without a cache");
+    match (&got, want) {
+        (Ok(cn), Ok(want)) => assert_eq!(cn, want, "{name}"),
+        (Err(error), Err(want)) => assert!(error.contains(want), "{name}: {error}"),
+        _ => panic!("{name}: got {got:?}, want {want:?}"),
+    }
+    bundle.verifications()
+}
+
 #[test]
 fn a_verified_chain_is_reused_and_any_other_chain_is_verified() {
     struct Case {
@@ -672,21 +694,10 @@ fn a_verified_chain_is_reused_and_any_other_chain_is_verified() {
     ];
     let bundle = root.bundle();
     for case in cases {
-        let got = verified(bundle.verify_client(&case.chain, now));
-        let uncached = verified(root.bundle().verify_client(&case.chain, now));
+        let verifications =
+            check_verification(case.name, &bundle, &root, &case.chain, now, case.want);
         assert_eq!(
-            got, uncached,
-            "{}: same outcome as without a cache",
-            case.name
-        );
-        match (&got, case.want) {
-            (Ok(name), Ok(want)) => assert_eq!(name, want, "{}", case.name),
-            (Err(error), Err(want)) => assert!(error.contains(want), "{}: {error}", case.name),
-            _ => panic!("{}: got {got:?}, want {:?}", case.name, case.want),
-        }
-        assert_eq!(
-            bundle.verifications(),
-            case.want_verifications,
+            verifications, case.want_verifications,
             "{}: verifications",
             case.name
         );
@@ -813,21 +824,10 @@ fn a_cached_chain_is_verified_again_and_rejected_once_a_certificate_of_its_path_
     let bundle = root.bundle();
     for case in cases {
         let chain = (case.chain)(&chains);
-        let got = verified(bundle.verify_client(&chain, case.now));
-        let uncached = verified(root.bundle().verify_client(&chain, case.now));
+        let verifications =
+            check_verification(case.name, &bundle, &root, &chain, case.now, case.want);
         assert_eq!(
-            got, uncached,
-            "{}: same outcome as without a cache",
-            case.name
-        );
-        match (&got, case.want) {
-            (Ok(name), Ok(want)) => assert_eq!(name, want, "{}", case.name),
-            (Err(error), Err(want)) => assert!(error.contains(want), "{}: {error}", case.name),
-            _ => panic!("{}: got {got:?}, want {:?}", case.name, case.want),
-        }
-        assert_eq!(
-            bundle.verifications(),
-            case.want_verifications,
+            verifications, case.want_verifications,
             "{}: verifications",
             case.name
         );
