@@ -8,6 +8,16 @@
 //! 10-byte header with optional extra/name/comment/header-CRC fields, then CRC-32 and length trailers) is read
 //! here; the CRC-32 is `flate2::Crc`'s. Concatenated members are decoded one after another, as Go's reader does.
 //!
+//! # Fast path
+//! A kubelet body is one gzip member (Go's `gzip.Writer`). For that case libdeflate (`libdeflater`) inflates the
+//! whole buffer 1.8–1.9× faster than the streaming inflater (`cargo bench --bench decode -- gunzip`), straight into an
+//! output sized by the trailer's ISIZE. Its safe API does not say how much input it consumed, and it ignores bytes
+//! after the first member, so its result is accepted only when it provably covers the whole input: the output's own
+//! CRC-32 and length, as an 8-byte trailer, must first occur in the input at its very end. In a multi-member stream
+//! the first member's trailer comes earlier, so such input always takes the streaming path; so does anything
+//! libdeflate rejects, a size over the cap, or (very rarely) a body whose compressed bytes happen to contain its own
+//! trailer. The streaming path stays the reference for every result and error.
+//!
 //! This module knows nothing of HTTP or of what the body contains.
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
@@ -27,12 +37,17 @@ pub enum GunzipError {
 #[derive(Default)]
 pub struct Gunzip {
     inflate: Option<Box<Decompress>>,
+    whole: Option<libdeflater::Decompressor>,
+    /// Bodies decoded by the fast path and by the streaming path (see the module docs), for tests.
+    #[cfg(test)]
+    paths: (usize, usize),
 }
 
 impl std::fmt::Debug for Gunzip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gunzip")
-            .field("allocated", &self.inflate.is_some())
+            .field("streaming", &self.inflate.is_some())
+            .field("whole", &self.whole.is_some())
             .finish()
     }
 }
@@ -54,6 +69,71 @@ impl Gunzip {
     /// [`GunzipError::TooLarge`] past the cap; [`GunzipError::Invalid`] for a bad header, corrupt deflate data,
     /// a CRC or length mismatch, or a truncated stream.
     pub fn decompress(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), GunzipError> {
+        if self.whole_member(input, out, limit) {
+            #[cfg(test)]
+            {
+                self.paths.0 += 1;
+            }
+            return Ok(());
+        }
+        #[cfg(test)]
+        {
+            self.paths.1 += 1;
+        }
+        self.streaming(input, out, limit)
+    }
+
+    /// The fast path: `true` when `input` is exactly one gzip member that libdeflate decoded into `out` (appended),
+    /// within `limit`; otherwise `out` is as it was.
+    fn whole_member(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> bool {
+        let Ok(header) = header_len(input) else {
+            return false;
+        };
+        let Some((_, trailer)) = input.split_last_chunk::<8>() else {
+            return false;
+        };
+        let [.., s0, s1, s2, s3] = *trailer;
+        let Ok(size) = usize::try_from(u32::from_le_bytes([s0, s1, s2, s3])) else {
+            return false;
+        };
+        let start = out.len();
+        if size > limit.saturating_sub(start) || input.len() < header + 8 {
+            return false;
+        }
+        out.resize(start + size, 0);
+        let decoder = self
+            .whole
+            .get_or_insert_with(libdeflater::Decompressor::new);
+        let decoded = match decoder.gzip_decompress(input, &mut out[start..]) {
+            Ok(n) if n == size => n,
+            _ => {
+                out.truncate(start);
+                return false;
+            }
+        };
+        let mut crc = Crc::new();
+        crc.update(&out[start..start + decoded]);
+        let mut own = [0u8; 8];
+        own[..4].copy_from_slice(&crc.sum().to_le_bytes());
+        // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1); `decoded` equals the trailer's value, which fits.
+        #[allow(clippy::cast_possible_truncation)]
+        own[4..].copy_from_slice(&(decoded as u32).to_le_bytes());
+        // The first member's trailer is the first place its (CRC, size) can occur after its header: at the very
+        // end, the input is exactly that member.
+        let whole = memchr::memmem::find(&input[header..], &own) == Some(input.len() - 8 - header);
+        if !whole {
+            out.truncate(start);
+        }
+        whole
+    }
+
+    /// The reference path: a streaming inflater over each member in turn.
+    fn streaming(
         &mut self,
         mut input: &[u8],
         out: &mut Vec<u8>,

@@ -193,3 +193,86 @@ fn broken_streams_are_rejected_with_a_reason() {
         "overwritten deflate data: {result:?}"
     );
 }
+
+#[test]
+fn single_members_take_the_fast_path_and_anything_else_the_streaming_one() {
+    let data = body(200, 11);
+    let one = gzip(&data);
+    let mut twice = one.clone();
+    twice.extend_from_slice(&one);
+    let mut two_different = gzip(&body(5, 1));
+    two_different.extend_from_slice(&one);
+    let mut lying_size = one.clone();
+    let n = lying_size.len();
+    lying_size[n - 4] ^= 0x01;
+    struct Case<'a> {
+        name: &'a str,
+        input: &'a [u8],
+        limit: usize,
+        want: Result<Vec<u8>, GunzipError>,
+        /// (fast, streaming) paths taken.
+        want_paths: (usize, usize),
+    }
+    let cases = [
+        Case {
+            name: "one member",
+            input: &one,
+            limit: usize::MAX,
+            want: Ok(data.clone()),
+            want_paths: (1, 0),
+        },
+        Case {
+            name: "the same member twice: its trailer occurs before the end",
+            input: &twice,
+            limit: usize::MAX,
+            want: Ok([data.clone(), data.clone()].concat()),
+            want_paths: (0, 1),
+        },
+        Case {
+            name: "two different members",
+            input: &two_different,
+            limit: usize::MAX,
+            want: Ok([body(5, 1), data.clone()].concat()),
+            want_paths: (0, 1),
+        },
+        Case {
+            name: "a trailer size that does not match",
+            input: &lying_size,
+            limit: usize::MAX,
+            want: Err(GunzipError::Invalid("length mismatch")),
+            want_paths: (0, 1),
+        },
+        Case {
+            name: "a declared size over the cap",
+            input: &one,
+            limit: 100,
+            want: Err(GunzipError::TooLarge(100)),
+            want_paths: (0, 1),
+        },
+    ];
+    for case in cases {
+        let mut gunzip = Gunzip::default();
+        let mut out = Vec::new();
+        let result = gunzip.decompress(case.input, &mut out, case.limit);
+        match case.want {
+            Ok(want) => {
+                assert_eq!(result, Ok(()), "{}", case.name);
+                assert_eq!(out, want, "{}", case.name);
+            }
+            Err(want) => assert_eq!(result, Err(want), "{}", case.name),
+        }
+        assert_eq!(gunzip.paths, case.want_paths, "{}: paths", case.name);
+    }
+}
+
+#[test]
+fn the_fast_path_appends_after_what_the_buffer_already_holds() {
+    let data = body(30, 4);
+    let mut gunzip = Gunzip::default();
+    let mut out = b"prefix:".to_vec();
+    gunzip
+        .decompress(&gzip(&data), &mut out, usize::MAX)
+        .expect("decompress");
+    assert_eq!(out, [b"prefix:".to_vec(), data].concat());
+    assert_eq!(gunzip.paths, (1, 0));
+}
