@@ -116,6 +116,9 @@ impl Gunzip {
                 return false;
             }
         };
+        // libdeflate checked this CRC against the *first* member's trailer, whose position we do not know; the input's
+        // last 8 bytes may belong to a later member. Recomputing it (≈ 1 µs for 30 KiB) gives the first member's
+        // trailer bytes to search for; taking the last 8 bytes instead would accept a multi-member stream.
         let mut crc = Crc::new();
         crc.update(&out[start..start + decoded]);
         let mut own = [0u8; 8];
