@@ -4,7 +4,8 @@
 //! Startup follows metrics-server's order (informers synced before the scrape loop and the listener start), so
 //! a starting replica refuses connections rather than serving an empty cluster. Every long-lived task observes one
 //! local shutdown signal, fired by the process signal or by the server failing, and is awaited under the grace
-//! period. This module holds no logic of its own beyond ordering and error mapping.
+//! period. The scrape loop runs on its own runtime (see `ScrapeRuntime`). This module holds no logic of its own
+//! beyond ordering and error mapping.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +91,56 @@ pub enum RuntimeError {
     /// The HTTPS server could not start.
     #[error(transparent)]
     Server(#[from] server::Error),
+    /// The scrape loop's runtime could not be started (threads, I/O driver).
+    #[error("cannot start the scrape runtime: {0}")]
+    ScrapeRuntime(#[source] std::io::Error),
+}
+
+/// The scrape loop's own tokio runtime, shut down without blocking when dropped (dropping a runtime inside an
+/// async context would panic).
+///
+/// Scraping runs apart from serving so that a group of scrapes dispatched together (see `scrape`) never queues an
+/// API request behind it on the same worker threads: the OS scheduler shares the cores between the two runtimes'
+/// threads and a request's thread is woken at once. Both runtimes have one worker per core.
+struct ScrapeRuntime(Option<tokio::runtime::Runtime>);
+
+impl ScrapeRuntime {
+    fn start() -> Result<Self, RuntimeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("scrape")
+            .enable_all()
+            .build()
+            .map_err(RuntimeError::ScrapeRuntime)?;
+        Ok(ScrapeRuntime(Some(runtime)))
+    }
+
+    /// Runs `scraper` on the scrape runtime; the returned task (for the caller's runtime) ends when it does.
+    fn spawn(
+        &self,
+        scraper: Scraper,
+        shutdown: shutdown::Signal,
+    ) -> impl Future<Output = ()> + use<> {
+        let handle = self
+            .0
+            .as_ref()
+            .map(|runtime| runtime.spawn(scraper.run(shutdown)));
+        async move {
+            if let Some(handle) = handle
+                && let Err(error) = handle.await
+                && error.is_panic()
+            {
+                tracing::error!(%error, "the scrape loop panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ScrapeRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Runs the server until `shutdown` fires (or the listener fails), then drains the background tasks.
@@ -111,10 +162,12 @@ pub async fn run(config: Config, shutdown: shutdown::Signal) -> Result<(), Runti
         }
     });
     let mut tasks = JoinSet::new();
-    let result = start_and_serve(&config, &local, &mut tasks).await;
+    let mut scrape_runtime = None;
+    let result = start_and_serve(&config, &local, &mut tasks, &mut scrape_runtime).await;
     stop.fire();
     forward.abort();
     drain(tasks, config.shutdown_grace).await;
+    drop(scrape_runtime);
     result
 }
 
@@ -123,6 +176,7 @@ async fn start_and_serve(
     config: &Config,
     shutdown: &shutdown::Signal,
     tasks: &mut JoinSet<()>,
+    scrape_runtime: &mut Option<ScrapeRuntime>,
 ) -> Result<(), RuntimeError> {
     let kube_config = kube_config(&config.args.kubeconfig).await?;
     let kubelet = KubeletClient::new(kubelet_client_config(config, &kube_config)?)?;
@@ -157,7 +211,8 @@ async fn start_and_serve(
         resolution: config.resolution,
         max_concurrency: config.kubelet.max_concurrency,
     };
-    tasks.spawn(scraper.run(shutdown.clone()));
+    let scrape_runtime = scrape_runtime.insert(ScrapeRuntime::start()?);
+    tasks.spawn(scrape_runtime.spawn(scraper, shutdown.clone()));
     tasks.spawn(report_storage_points(
         storage.clone(),
         metrics.clone(),

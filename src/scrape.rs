@@ -6,7 +6,8 @@
 //! (implemented by `storage`); this module knows nothing of how they are stored.
 //!
 //! # Design
-//! One scheduler task walks the `schedule` in phase order and hands due nodes to a fixed pool of
+//! One scheduler task walks the `schedule` in phase order, waking once per dispatch quantum (resolution / 60,
+//! 250 ms at 15 s) rather than once per node, and hands the nodes due in that quantum to a fixed pool of
 //! `max_concurrency` workers over a bounded channel; each worker owns its body buffers and gzip inflater, so a steady
 //! state allocates nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
 //! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes
@@ -300,10 +301,21 @@ impl Scraper {
             started: round_start,
             metrics: self.metrics.clone(),
         });
+        let quantum = schedule::dispatch_quantum(self.resolution);
+        let mut slept_until = None;
         for slot in schedule.in_phase_order() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep_until(if warm_up { round_start } else { round_start + slot.phase }) => {}
+            let due = if warm_up {
+                round_start
+            } else {
+                round_start + schedule::dispatch_offset(slot.phase, quantum)
+            };
+            // One sleep per quantum: the slots of a quantum are dispatched together.
+            if slept_until != Some(due) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+                slept_until = Some(due);
             }
             let Some(job) = self.job(slot, &round) else {
                 continue;

@@ -184,3 +184,71 @@ fn missed_rounds_are_skipped_to_keep_phases_aligned() {
         );
     }
 }
+
+#[test]
+fn the_dispatch_quantum_is_a_sixtieth_of_the_resolution_within_bounds() {
+    let cases = [
+        ("15 s", Duration::from_secs(15), Duration::from_millis(250)),
+        ("60 s", Duration::from_secs(60), Duration::from_secs(1)),
+        (
+            "10 min is capped",
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+        ),
+        (
+            "100 ms is floored",
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        ),
+    ];
+    for (name, resolution, want) in cases {
+        assert_eq!(dispatch_quantum(resolution), want, "{name}");
+    }
+}
+
+#[test]
+fn a_node_is_dispatched_at_the_end_of_its_phase_quantum_never_early() {
+    let q = Duration::from_millis(250);
+    let ms = Duration::from_millis;
+    let cases = [
+        ("phase 0", ms(0), ms(0)),
+        ("just after a boundary", ms(1), ms(250)),
+        ("inside a quantum", ms(100), ms(250)),
+        ("on a boundary", ms(250), ms(250)),
+        ("next quantum", ms(251), ms(500)),
+        ("last quantum of 15 s", ms(14_999), ms(15_000)),
+    ];
+    for (name, phase, want) in cases {
+        let got = dispatch_offset(phase, q);
+        assert_eq!(got, want, "{name}");
+        assert!(
+            got >= phase && got - phase < q,
+            "{name}: within one quantum late"
+        );
+    }
+}
+
+#[test]
+fn dispatch_order_follows_phase_order_and_groups_nodes() {
+    let resolution = Duration::from_secs(15);
+    let quantum = dispatch_quantum(resolution);
+    let mut schedule = Schedule::new(resolution);
+    schedule.refresh((0..5000).map(|i| info(&format!("node-{i}"))).collect());
+    let offsets: Vec<Duration> = schedule
+        .in_phase_order()
+        .map(|s| dispatch_offset(s.phase, quantum))
+        .collect();
+    assert!(offsets.is_sorted(), "dispatch offsets follow phase order");
+    let mut distinct = offsets.clone();
+    distinct.dedup();
+    assert!(
+        distinct.len() <= 61,
+        "5,000 nodes leave in at most 61 groups, got {}",
+        distinct.len()
+    );
+    assert!(
+        distinct.len() >= 55,
+        "and the groups cover the round: {}",
+        distinct.len()
+    );
+}
