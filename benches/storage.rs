@@ -25,7 +25,7 @@ const RESOLUTION_MS: i64 = 15_000;
 const T0: i64 = 1_700_000_000_000;
 
 /// Node `n`'s batch at round `round`: each node at its own phase within the resolution.
-fn node_batch(n: usize, round: i64) -> (Arc<str>, NodeBatch) {
+fn node_batch(n: usize, round: i64) -> (Arc<str>, NodeBatch<'static>) {
     let ts = T0 + round * RESOLUTION_MS + (n as i64 * 3) % RESOLUTION_MS;
     let cpu_ns = |rate_millicores: u64| (round as u64 + 1) * rate_millicores * 15_000_000;
     let mut containers = Vec::with_capacity(PODS_PER_NODE * CONTAINERS.len());
@@ -33,9 +33,9 @@ fn node_batch(n: usize, round: i64) -> (Arc<str>, NodeBatch) {
         let global = n * PODS_PER_NODE + p;
         for (c, name) in CONTAINERS.iter().enumerate() {
             containers.push(ContainerSample {
-                namespace: format!("namespace-{:03}", global % NAMESPACES),
-                pod: format!("deployment-{n}-{p}-7d9f8b6c5d-x2k4q"),
-                container: (*name).to_owned(),
+                namespace: format!("namespace-{:03}", global % NAMESPACES).into(),
+                pod: format!("deployment-{n}-{p}-7d9f8b6c5d-x2k4q").into(),
+                container: (*name).into(),
                 cpu: Some(CpuSample {
                     cumulative_cpu_ns: cpu_ns(100 + c as u64),
                     timestamp_ms: ts,
@@ -76,12 +76,15 @@ fn node_batch(n: usize, round: i64) -> (Arc<str>, NodeBatch) {
 }
 
 /// One round of batches for all nodes.
-fn round(round: i64) -> Vec<(Arc<str>, NodeBatch)> {
+fn round(round: i64) -> Vec<(Arc<str>, NodeBatch<'static>)> {
     (0..NODES).map(|n| node_batch(n, round)).collect()
 }
 
 /// Shifts every timestamp and counter of `batches` forward by `rounds` resolutions.
-fn shifted(batches: &[(Arc<str>, NodeBatch)], rounds: i64) -> Vec<(Arc<str>, NodeBatch)> {
+fn shifted(
+    batches: &[(Arc<str>, NodeBatch<'static>)],
+    rounds: i64,
+) -> Vec<(Arc<str>, NodeBatch<'static>)> {
     let dt = rounds * RESOLUTION_MS;
     let dcpu = rounds as u64 * 1_500_000_000;
     let shift_cpu = |s: &mut Option<CpuSample>| {
@@ -114,7 +117,7 @@ fn storage() -> Storage {
     })
 }
 
-fn store(storage: &Storage, batches: Vec<(Arc<str>, NodeBatch)>) {
+fn store(storage: &Storage, batches: Vec<(Arc<str>, NodeBatch<'static>)>) {
     for (node, batch) in batches {
         storage.accept(&node, batch);
     }
@@ -151,7 +154,7 @@ fn bench_reads(c: &mut Criterion) {
     let pods: Vec<(String, String)> = template
         .iter()
         .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
-        .map(|c| (c.namespace.clone(), c.pod.clone()))
+        .map(|c| (c.namespace.to_string(), c.pod.to_string()))
         .collect();
     let served = pods
         .iter()
@@ -241,7 +244,7 @@ fn report_cpu() {
     let pods: Vec<(String, String)> = template
         .iter()
         .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
-        .map(|c| (c.namespace.clone(), c.pod.clone()))
+        .map(|c| (c.namespace.to_string(), c.pod.to_string()))
         .collect();
     let before = thread_cpu_ns();
     let mut served = 0;

@@ -53,7 +53,7 @@ const RETAINED_BUFFER_BYTES: usize = 4 << 20;
 /// not block for long.
 pub trait BatchSink: Send + Sync + 'static {
     /// A node was scraped and decoded successfully (the batch may still hold no usable node point).
-    fn accept(&self, node: &Arc<str>, batch: decode::NodeBatch);
+    fn accept(&self, node: &Arc<str>, batch: decode::NodeBatch<'_>);
     /// A node left the cluster (or the node selector): forget everything about it.
     fn forget(&self, node: &str);
 }

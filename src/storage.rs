@@ -155,7 +155,7 @@ impl Storage {
     }
 
     /// Builds `node`'s next state from `batch` off-lock (under the writer mutex only) and swaps it in.
-    fn update(&self, node: &Arc<str>, batch: NodeBatch) {
+    fn update(&self, node: &Arc<str>, batch: NodeBatch<'_>) {
         let mut writer = lock(&self.writer);
         let old = read(&self.nodes).get(&**node).cloned();
         let update = state::build(&self.rules, old.as_deref(), batch, &mut writer.interner);
@@ -197,7 +197,7 @@ impl Writer {
 
 impl BatchSink for Storage {
     /// Stores one node's batch. A batch with `kubelet_error` is a failed scrape: everything stays as it was.
-    fn accept(&self, node: &Arc<str>, batch: NodeBatch) {
+    fn accept(&self, node: &Arc<str>, batch: NodeBatch<'_>) {
         if batch.kubelet_error {
             tracing::debug!(node = %node, "kubelet reported a scrape error; keeping the node's previous points");
             return;

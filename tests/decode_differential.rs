@@ -87,7 +87,7 @@ struct Fields {
 }
 
 /// The decode rules, written as plainly as possible over the oracle's samples.
-fn expected(samples: &[Sample]) -> NodeBatch {
+fn expected(samples: &[Sample]) -> NodeBatch<'static> {
     let mut node = NodeSample::default();
     let mut containers: BTreeMap<(String, String, String), Fields> = BTreeMap::new();
     let (mut resource_error, mut scrape_error, mut rejected) = (false, false, 0u32);
@@ -169,9 +169,9 @@ fn expected(samples: &[Sample]) -> NodeBatch {
         containers: containers
             .into_iter()
             .map(|((namespace, pod, container), f)| ContainerSample {
-                namespace,
-                pod,
-                container,
+                namespace: namespace.into(),
+                pod: pod.into(),
+                container: container.into(),
                 cpu: f.cpu,
                 memory: f.memory,
                 swap: f.swap,
@@ -183,7 +183,7 @@ fn expected(samples: &[Sample]) -> NodeBatch {
     }
 }
 
-fn assert_same(name: &str, body: &[u8]) -> NodeBatch {
+fn assert_same<'a>(name: &str, body: &'a [u8]) -> NodeBatch<'a> {
     let got = decode(body, NOW).unwrap_or_else(|e| panic!("{name}: decoder refused the body: {e}"));
     let want = expected(&oracle_samples(
         std::str::from_utf8(body).expect("UTF-8 body"),

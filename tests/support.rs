@@ -87,7 +87,7 @@ pub struct RecordingSink {
     /// Node names of accepted batches, in arrival order.
     pub accepted: Mutex<Vec<String>>,
     /// The batches themselves, by node.
-    pub batches: Mutex<BTreeMap<String, Vec<NodeBatch>>>,
+    pub batches: Mutex<BTreeMap<String, Vec<NodeBatch<'static>>>>,
     /// Nodes forgotten.
     pub forgotten: Mutex<Vec<String>>,
     /// Every call in order: `accept:<node>` or `forget:<node>`.
@@ -406,7 +406,7 @@ impl RecordingSink {
 }
 
 impl BatchSink for RecordingSink {
-    fn accept(&self, node: &Arc<str>, batch: NodeBatch) {
+    fn accept(&self, node: &Arc<str>, batch: NodeBatch<'_>) {
         self.accepted.lock().expect("lock").push(node.to_string());
         self.events
             .lock()
@@ -417,7 +417,7 @@ impl BatchSink for RecordingSink {
             .expect("lock")
             .entry(node.to_string())
             .or_default()
-            .push(batch);
+            .push(batch.into_owned());
     }
 
     fn forget(&self, node: &str) {

@@ -1,6 +1,8 @@
 //! Kubelet `/metrics/resource` body (Prometheus text 0.0.4) → [`NodeBatch`]. Pure, allocation-light, fuzzed and
 //! benchmarked; knows nothing of sockets or storage.
 
+use std::borrow::Cow;
+
 use foldhash::HashMap;
 
 use crate::time::TimestampMs;
@@ -35,14 +37,16 @@ pub struct NodeSample {
 }
 
 /// One container's series from one body. Absent or rejected series are `None`.
+///
+/// Names borrow from the body unless a label value held an escape: a body decodes without one allocation per name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerSample {
+pub struct ContainerSample<'a> {
     /// `namespace` label.
-    pub namespace: String,
+    pub namespace: Cow<'a, str>,
     /// `pod` label.
-    pub pod: String,
+    pub pod: Cow<'a, str>,
     /// `container` label.
-    pub container: String,
+    pub container: Cow<'a, str>,
     /// `container_cpu_usage_seconds_total`.
     pub cpu: Option<CpuSample>,
     /// `container_memory_working_set_bytes`.
@@ -55,11 +59,11 @@ pub struct ContainerSample {
 
 /// Everything one kubelet body says that the server uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NodeBatch {
+pub struct NodeBatch<'a> {
     /// Node series.
     pub node: NodeSample,
     /// Containers sorted by (namespace, pod, container), one entry per container (duplicate lines: last wins).
-    pub containers: Vec<ContainerSample>,
+    pub containers: Vec<ContainerSample<'a>>,
     /// The kubelet reported `resource_scrape_error 1` (or the deprecated `scrape_error 1`): it failed to collect.
     pub kubelet_error: bool,
     /// Series of a used family rejected individually (NaN, ±Inf, negative, > i64::MAX, missing labels).
@@ -110,7 +114,7 @@ pub enum Error {
 /// [`Error::Malformed`] for the whole body when a line of a used family cannot be parsed (including a negative,
 /// non-integer or overflowing timestamp, invalid UTF-8 in a used label value, or a duplicate
 /// `container`/`namespace`/`pod` label). Malformed lines of unused families are ignored.
-pub fn decode(body: &[u8], default_timestamp_ms: TimestampMs) -> Result<NodeBatch, Error> {
+pub fn decode(body: &[u8], default_timestamp_ms: TimestampMs) -> Result<NodeBatch<'_>, Error> {
     let mut builder = Builder::new(body.len(), default_timestamp_ms);
     let mut rest = body;
     let mut line_no = 0usize;
@@ -411,8 +415,8 @@ impl<'a> Builder<'a> {
         Ok(len)
     }
 
-    fn finish(self) -> NodeBatch {
-        let mut containers: Vec<ContainerSample> = self
+    fn finish(self) -> NodeBatch<'a> {
+        let mut containers: Vec<ContainerSample<'a>> = self
             .entries
             .into_iter()
             .map(|e| ContainerSample {
@@ -425,18 +429,48 @@ impl<'a> Builder<'a> {
                 start_time_ms: e.start_time_ms,
             })
             .collect();
-        containers.sort_unstable_by(|a, b| {
-            (a.namespace.as_str(), a.pod.as_str(), a.container.as_str()).cmp(&(
-                b.namespace.as_str(),
-                b.pod.as_str(),
-                b.container.as_str(),
-            ))
+        // The kubelet's order is (container, namespace, pod): one sorted run per container name. The stable sort
+        // finds and merges those runs instead of partitioning from scratch.
+        containers.sort_by(|a, b| {
+            (&*a.namespace, &*a.pod, &*a.container).cmp(&(&*b.namespace, &*b.pod, &*b.container))
         });
         NodeBatch {
             node: self.node,
             containers,
             kubelet_error: self.resource_scrape_error || self.scrape_error,
             rejected_series: self.rejected_series,
+        }
+    }
+}
+
+impl NodeBatch<'_> {
+    /// The same batch owning its names (for keeping it beyond the body it was decoded from).
+    pub fn into_owned(self) -> NodeBatch<'static> {
+        NodeBatch {
+            node: self.node,
+            containers: self
+                .containers
+                .into_iter()
+                .map(ContainerSample::into_owned)
+                .collect(),
+            kubelet_error: self.kubelet_error,
+            rejected_series: self.rejected_series,
+        }
+    }
+}
+
+impl ContainerSample<'_> {
+    /// The same sample owning its names.
+    pub fn into_owned(self) -> ContainerSample<'static> {
+        let own = |name: Cow<'_, str>| Cow::Owned(name.into_owned());
+        ContainerSample {
+            namespace: own(self.namespace),
+            pod: own(self.pod),
+            container: own(self.container),
+            cpu: self.cpu,
+            memory: self.memory,
+            swap: self.swap,
+            start_time_ms: self.start_time_ms,
         }
     }
 }
@@ -456,10 +490,10 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// Resolves the (already validated) escapes `\\`, `\"`, `\n`.
-fn unescape(raw: &str) -> String {
+/// Resolves the (already validated) escapes `\\`, `\"`, `\n`; borrows when there are none.
+fn unescape(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\\') {
-        return raw.to_owned();
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -474,7 +508,7 @@ fn unescape(raw: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The part of a line after the metric name.

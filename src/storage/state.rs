@@ -136,7 +136,7 @@ fn node_point(node: &NodeSample) -> Option<Point> {
 }
 
 /// A usable container point (same rule as a node); `None` makes the whole pod unusable for this scrape.
-fn container_point(c: &ContainerSample) -> Option<Point> {
+fn container_point(c: &ContainerSample<'_>) -> Option<Point> {
     node_point(&NodeSample {
         cpu: c.cpu,
         memory: c.memory,
@@ -144,12 +144,12 @@ fn container_point(c: &ContainerSample) -> Option<Point> {
     })
 }
 
-fn sample_key(c: &ContainerSample) -> (&str, &str, &str) {
-    (c.namespace.as_str(), c.pod.as_str(), c.container.as_str())
+fn sample_key<'a>(c: &'a ContainerSample<'_>) -> (&'a str, &'a str, &'a str) {
+    (&c.namespace, &c.pod, &c.container)
 }
 
 /// Sorts containers by (namespace, pod, container) if the decoder did not, keeping the last of duplicates.
-fn normalise(containers: &mut Vec<ContainerSample>) {
+fn normalise(containers: &mut Vec<ContainerSample<'_>>) {
     if !containers.is_sorted_by(|a, b| sample_key(a) <= sample_key(b)) {
         containers.sort_by(|a, b| sample_key(a).cmp(&sample_key(b)));
     }
@@ -166,7 +166,7 @@ fn normalise(containers: &mut Vec<ContainerSample>) {
 pub(crate) fn build(
     rules: &Rules,
     old: Option<&NodeState>,
-    batch: NodeBatch,
+    batch: NodeBatch<'_>,
     interner: &mut Interner,
 ) -> Update {
     let old_node = old.and_then(|o| o.node.as_ref());
@@ -198,7 +198,7 @@ pub(crate) fn build(
     let mut next_old = 0;
     let mut start = 0;
     while let Some(first) = containers.get(start) {
-        let (namespace, pod) = (first.namespace.as_str(), first.pod.as_str());
+        let (namespace, pod) = (&*first.namespace, &*first.pod);
         let len = containers[start..]
             .iter()
             .take_while(|c| c.namespace == namespace && c.pod == pod)
@@ -265,7 +265,7 @@ fn build_pod(
     old: Option<(&PodState, &[ContainerState])>,
     namespace: &str,
     pod: &str,
-    group: &[ContainerSample],
+    group: &[ContainerSample<'_>],
     interner: &mut Interner,
     out: &mut Vec<ContainerState>,
 ) -> Option<PodState> {

@@ -47,7 +47,7 @@ fn gauge(timestamp_ms: TimestampMs, bytes: u64) -> Option<GaugeSample> {
 
 /// A fluent kubelet batch.
 #[derive(Clone)]
-struct Batch(NodeBatch);
+struct Batch(NodeBatch<'static>);
 
 fn batch() -> Batch {
     Batch(NodeBatch::default())
@@ -83,9 +83,9 @@ impl Batch {
         memory_bytes: u64,
     ) -> Self {
         self.raw(ContainerSample {
-            namespace: ns.into(),
-            pod: pod.into(),
-            container: name.into(),
+            namespace: ns.to_owned().into(),
+            pod: pod.to_owned().into(),
+            container: name.to_owned().into(),
             cpu: cpu(ts, cpu_ns),
             memory: gauge(ts, memory_bytes),
             swap: None,
@@ -93,7 +93,7 @@ impl Batch {
         })
     }
 
-    fn raw(mut self, sample: ContainerSample) -> Self {
+    fn raw(mut self, sample: ContainerSample<'static>) -> Self {
         self.0.containers.push(sample);
         self
     }
@@ -465,7 +465,7 @@ fn retained_point_older_than_the_staleness_bound_is_not_paired() {
 
 #[test]
 fn pod_with_an_unusable_container_is_dropped_and_its_state_kept_unchanged() {
-    let broken = |ts: TimestampMs| -> Vec<(&'static str, ContainerSample)> {
+    let broken = |ts: TimestampMs| -> Vec<(&'static str, ContainerSample<'static>)> {
         let base = ContainerSample {
             namespace: "ns".into(),
             pod: "pod".into(),

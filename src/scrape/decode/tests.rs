@@ -27,11 +27,11 @@ fn gauge(bytes: u64, ts: TimestampMs) -> Option<GaugeSample> {
     })
 }
 
-fn container(namespace: &str, pod: &str, name: &str) -> ContainerSample {
+fn container(namespace: &str, pod: &str, name: &str) -> ContainerSample<'static> {
     ContainerSample {
-        namespace: namespace.to_owned(),
-        pod: pod.to_owned(),
-        container: name.to_owned(),
+        namespace: namespace.to_owned().into(),
+        pod: pod.to_owned().into(),
+        container: name.to_owned().into(),
         cpu: None,
         memory: None,
         swap: None,
@@ -39,7 +39,7 @@ fn container(namespace: &str, pod: &str, name: &str) -> ContainerSample {
     }
 }
 
-impl ContainerSample {
+impl ContainerSample<'_> {
     fn cpu(mut self, ns: u64, ts: TimestampMs) -> Self {
         self.cpu = cpu(ns, ts);
         self
@@ -58,11 +58,11 @@ impl ContainerSample {
     }
 }
 
-fn batch() -> NodeBatch {
+fn batch() -> NodeBatch<'static> {
     NodeBatch::default()
 }
 
-impl NodeBatch {
+impl NodeBatch<'_> {
     fn node_cpu(mut self, ns: u64, ts: TimestampMs) -> Self {
         self.node.cpu = cpu(ns, ts);
         self
@@ -75,7 +75,7 @@ impl NodeBatch {
         self.node.swap = gauge(bytes, ts);
         self
     }
-    fn with(mut self, c: ContainerSample) -> Self {
+    fn with(mut self, c: ContainerSample<'static>) -> Self {
         self.containers.push(c);
         self
     }
@@ -89,14 +89,14 @@ impl NodeBatch {
     }
 }
 
-fn malformed(line: usize, reason: &'static str) -> Result<NodeBatch, Error> {
+fn malformed(line: usize, reason: &'static str) -> Result<NodeBatch<'static>, Error> {
     Err(Error::Malformed { line, reason })
 }
 
 struct Case {
     name: &'static str,
     body: &'static [u8],
-    want: Result<NodeBatch, Error>,
+    want: Result<NodeBatch<'static>, Error>,
 }
 
 #[test]
@@ -374,7 +374,7 @@ fn kind_2021_alpha_body_yields_one_node_and_seventy_pods() {
     let mut pods: Vec<(&str, &str)> = got
         .containers
         .iter()
-        .map(|c| (c.namespace.as_str(), c.pod.as_str()))
+        .map(|c| (&*c.namespace, &*c.pod))
         .collect();
     pods.dedup();
     assert_eq!(pods.len(), 70);
@@ -421,7 +421,7 @@ fn eks_2025_stable_body_yields_twelve_containers_in_nine_pods() {
     assert!(!got.kubelet_error);
     assert_eq!(got.rejected_series, 0);
     assert_eq!(got.containers.len(), 12);
-    let mut pods: Vec<&str> = got.containers.iter().map(|c| c.pod.as_str()).collect();
+    let mut pods: Vec<&str> = got.containers.iter().map(|c| &*c.pod).collect();
     pods.dedup();
     assert_eq!(pods.len(), 9);
     let aws_node = got
