@@ -7,10 +7,11 @@
 //!
 //! # Design
 //! One scheduler task walks the `schedule` in phase order, waking once per dispatch quantum (resolution / 60,
-//! 250 ms at 15 s) rather than once per node, and hands the nodes due in that quantum to a fixed pool of
-//! `max_concurrency` workers over a bounded channel; each worker owns its body buffers and gzip inflater, so a steady
-//! state allocates nothing per scrape beyond the decoded batch. When every worker is busy the scheduler waits, which delays later
-//! slots rather than piling up work. A node still in flight when its slot comes round again is skipped, so scrapes
+//! 250 ms at 15 s) rather than once per node, and hands the nodes whose phase falls in that quantum to a fixed pool
+//! of `max_concurrency` workers over a bounded channel; each worker owns its body buffers and gzip inflater, so a
+//! steady state allocates nothing per scrape beyond the decoded batch. When every worker is busy the scheduler
+//! waits, which delays later slots rather than piling up work. The loop runs on a runtime of its own (see
+//! `runtime`), so a group of scrapes never queues API requests behind it. A node still in flight when its slot comes round again is skipped, so scrapes
 //! of one node never overlap. Membership is refreshed from the [`ClusterView`] at each round start: a joining node
 //! is scraped from the next round on, at its own phase; a leaving node is forgotten by the sink, the self-metrics
 //! and the connection pool. At startup one immediate warm-up pass gives every node its first point, so that its

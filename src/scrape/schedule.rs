@@ -151,13 +151,13 @@ pub(crate) fn dispatch_quantum(resolution: Duration) -> Duration {
     (resolution / QUANTA_PER_ROUND).clamp(MIN_QUANTUM, MAX_QUANTUM)
 }
 
-/// When a node of phase `phase` is dispatched, as an offset from the round start: the end of the quantum its
-/// phase falls in (at most one quantum late, never early), so nodes of one quantum leave together. A phase on a
-/// quantum boundary is dispatched at that boundary. Non-decreasing in `phase`, so phase order is dispatch order.
+/// When a node of phase `phase` is dispatched, as an offset from the round start: the start of the quantum its
+/// phase falls in (at most one quantum early, never late), so nodes of one quantum leave together and the last group
+/// leaves a quantum before the round ends, leaving that quantum for its exchanges to finish within the round.
+/// Non-decreasing in `phase`, so phase order is dispatch order.
 pub(crate) fn dispatch_offset(phase: Duration, quantum: Duration) -> Duration {
     let quantum_ns = quantum.as_nanos().max(1);
-    let quanta = phase.as_nanos().div_ceil(quantum_ns);
-    let offset_ns = quanta.saturating_mul(quantum_ns);
+    let offset_ns = phase.as_nanos() / quantum_ns * quantum_ns;
     Duration::from_nanos(u64::try_from(offset_ns).unwrap_or(u64::MAX))
 }
 
