@@ -38,7 +38,7 @@ struct FakeCluster {
 
 struct FakeMetrics {
     nodes: HashMap<String, NodeUsage>,
-    pods: HashMap<String, HashMap<String, Arc<PodUsage>>>,
+    pods: HashMap<String, HashMap<String, PodUsage>>,
 }
 
 impl ClusterView for FakeCluster {
@@ -71,7 +71,7 @@ impl MetricsSource for FakeMetrics {
     fn node_usage(&self, node: &str, _now_ms: TimestampMs) -> Option<NodeUsage> {
         self.nodes.get(node).cloned()
     }
-    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: TimestampMs) -> Option<Arc<PodUsage>> {
+    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: TimestampMs) -> Option<PodUsage> {
         self.pods.get(namespace)?.get(pod).cloned()
     }
     fn is_ready(&self, _now_ms: TimestampMs) -> bool {
@@ -147,13 +147,14 @@ fn build() -> Api {
             containers: vec![
                 container("app", 250_499_999 + p as u64),
                 container("istio-proxy", 4_999_999),
-            ],
+            ]
+            .into(),
         };
         metrics
             .pods
             .entry(namespace)
             .or_default()
-            .insert(name, Arc::new(usage));
+            .insert(name, usage);
     }
     Api::new(Arc::new(cluster), Arc::new(metrics))
 }
@@ -187,13 +188,14 @@ fn build_hpa() -> Api {
                     memory_bytes: 52_428_800,
                     swap_bytes: None,
                 },
-            }],
+            }]
+            .into(),
         };
         metrics
             .pods
             .entry(namespace.clone())
             .or_default()
-            .insert(name.clone(), Arc::new(usage));
+            .insert(name.clone(), usage);
         pods.push((namespace, name, labels));
     }
     index.replace_pods(pods);

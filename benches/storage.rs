@@ -1,9 +1,17 @@
-//! Storage benchmarks: storing a full 5,000-node round (5,000 `accept` calls of 30 pods × 2 containers) and
-//! reading one node, one pod and all 150,000 pods through `MetricsSource`.
+//! Storage benchmarks: storing a full 5,000-node round (5,000 `accept` calls of 30 pods × 2 containers) into
+//! storage that already holds the previous rounds (the steady state: what the server does every cycle), and
+//! reading one node, one pod and all 150,000 pods through `MetricsSource`, in node order and in the
+//! (namespace, name) order a PodMetrics list asks in.
 //!
-//! Run: `cargo bench --bench storage -- --measurement-time 5 --warm-up-time 1`. Synthetic batches only; no clock
+//! Before criterion runs, `main` prints the live heap and RSS growth of storage after the first two rounds and
+//! after two more (steady state), and the CPU time and allocations of the first round, the second round and a
+//! steady-state round. The heap figures come from counting every allocation (`stats_alloc` is this bench's global
+//! allocator, which adds the same small cost to every allocation in every figure).
+//!
+//! Run: `cargo bench --bench storage -- --measurement-time 3 --warm-up-time 1`. Synthetic batches only; no clock
 //! is read by storage (timestamps are fixed offsets), no network.
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +23,10 @@ use resource_metrics_server::scrape::decode::{
     ContainerSample, CpuSample, GaugeSample, NodeBatch, NodeSample,
 };
 use resource_metrics_server::storage::{Storage, StorageConfig};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const NODES: usize = 5_000;
 const PODS_PER_NODE: usize = 30;
@@ -145,23 +157,39 @@ fn bench_store(c: &mut Criterion) {
     group.finish();
 }
 
+/// Every pod's (namespace, name), in node order (each node's pods together).
+fn pods_by_node(template: &[(Arc<str>, NodeBatch<'static>)]) -> Vec<(String, String)> {
+    template
+        .iter()
+        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
+        .map(|c| (c.namespace.to_string(), c.pod.to_string()))
+        .collect()
+}
+
+/// The same pods sorted by (namespace, name): the order of a PodMetrics list, which visits nodes at random.
+fn pods_by_name(template: &[(Arc<str>, NodeBatch<'static>)]) -> Vec<(String, String)> {
+    let mut pods = pods_by_node(template);
+    pods.sort();
+    pods
+}
+
+/// Reads every pod in `pods`; returns how many were served.
+fn read_all(s: &Storage, pods: &[(String, String)], now: i64) -> usize {
+    pods.iter()
+        .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
+        .count()
+}
+
 fn bench_reads(c: &mut Criterion) {
     let template = round(0);
     let s = storage();
     store(&s, shifted(&template, 0));
     store(&s, shifted(&template, 1));
     let now = T0 + 2 * RESOLUTION_MS;
-    let pods: Vec<(String, String)> = template
-        .iter()
-        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
-        .map(|c| (c.namespace.to_string(), c.pod.to_string()))
-        .collect();
-    let served = pods
-        .iter()
-        .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
-        .count();
+    let pods = pods_by_node(&template);
+    let sorted = pods_by_name(&template);
     assert_eq!(
-        served,
+        read_all(&s, &pods, now),
         NODES * PODS_PER_NODE,
         "every pod is served after two rounds"
     );
@@ -177,11 +205,10 @@ fn bench_reads(c: &mut Criterion) {
     group.throughput(Throughput::Elements(pods.len() as u64));
     group.sample_size(10);
     group.bench_function("pod_usage_all_150000_pods", |b| {
-        b.iter(|| {
-            pods.iter()
-                .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
-                .count()
-        })
+        b.iter(|| read_all(&s, &pods, now))
+    });
+    group.bench_function("pod_usage_all_150000_pods_by_name", |b| {
+        b.iter(|| read_all(&s, &sorted, now))
     });
     group.bench_function("point_counts", |b| b.iter(|| s.point_counts(now)));
     group.bench_function("is_ready", |b| b.iter(|| s.is_ready(now)));
@@ -196,24 +223,45 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Prints the approximate memory held by storage after two rounds (RSS growth while filling it).
+/// Bytes still allocated (requested sizes, without allocator overhead) and allocations still live since a
+/// region started. (`stats_alloc` already counts a realloc's growth or shrinkage in `bytes_allocated` or
+/// `bytes_deallocated`.)
+fn live(stats: Stats) -> (i64, i64) {
+    let bytes = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
+    let allocations = stats.allocations as i64 - stats.deallocations as i64;
+    (bytes, allocations)
+}
+
+/// Prints the memory held by storage after the first two rounds and after two more (the steady state): live heap
+/// (exact, from the counting allocator) and RSS growth (glibc, includes freed but retained memory).
 fn report_memory() {
-    let before = rss_bytes();
+    let pods = (NODES * PODS_PER_NODE) as i64;
+    let containers = pods * CONTAINERS.len() as i64;
+    let rss_before = rss_bytes();
+    let region = Region::new(GLOBAL);
     let s = storage();
-    for r in 0..2 {
+    let print = |after_rounds: i64| {
+        let (bytes, allocations) = live(region.change());
+        let rss = rss_bytes().saturating_sub(rss_before);
+        println!(
+            "storage/memory after {after_rounds} rounds: live heap {:.1} MiB in {allocations} allocations \
+             ({} B per pod, {} B per container); RSS grew by {:.1} MiB ({} B per container)",
+            bytes as f64 / (1 << 20) as f64,
+            bytes / pods,
+            bytes / containers,
+            rss as f64 / (1 << 20) as f64,
+            rss as i64 / containers,
+        );
+    };
+    for r in 0..4 {
         for n in 0..NODES {
             let (node, batch) = node_batch(n, r);
             s.accept(&node, batch);
         }
+        if r == 1 || r == 3 {
+            print(r + 1);
+        }
     }
-    let after = rss_bytes();
-    let pods = (NODES * PODS_PER_NODE) as u64;
-    println!(
-        "storage/memory: RSS grew by {:.1} MiB for {NODES} nodes, {pods} pods, {} containers ({} bytes per container)",
-        after.saturating_sub(before) as f64 / (1 << 20) as f64,
-        pods * CONTAINERS.len() as u64,
-        after.saturating_sub(before) / (pods * CONTAINERS.len() as u64),
-    );
     black_box(&s);
 }
 
@@ -226,44 +274,64 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Prints the CPU time per 5,000-node round and per full read of all pods (averages over several repetitions).
+/// Stores `batches`, returning the CPU time it took and the allocations it made.
+fn timed_store(s: &Storage, batches: Vec<(Arc<str>, NodeBatch<'static>)>) -> (u64, usize) {
+    let region = Region::new(GLOBAL);
+    let before = thread_cpu_ns();
+    store(s, batches);
+    let cpu_ns = thread_cpu_ns().saturating_sub(before);
+    (cpu_ns, region.change().allocations)
+}
+
+/// Prints the CPU time and allocations of the first round (empty storage), the second round and a steady-state
+/// round (averaged over several), and the CPU time of reading all pods.
 fn report_cpu() {
     const ROUNDS: i64 = 10;
     let template = round(0);
     let s = storage();
-    store(&s, shifted(&template, 0));
-    store(&s, shifted(&template, 1));
-    let mut store_ns = 0;
+    let pods = (NODES * PODS_PER_NODE) as f64;
+    let line = |what: &str, cpu_ns: f64, allocations: f64| {
+        println!(
+            "storage/cpu: {what}: {:.1} ms CPU per {NODES}-node round ({:.1} us per node), {:.2} allocations per pod",
+            cpu_ns / 1e6,
+            cpu_ns / NODES as f64 / 1e3,
+            allocations / pods,
+        );
+    };
+    let (cpu_ns, allocations) = timed_store(&s, shifted(&template, 0));
+    line("first round", cpu_ns as f64, allocations as f64);
+    let (cpu_ns, allocations) = timed_store(&s, shifted(&template, 1));
+    line("second round", cpu_ns as f64, allocations as f64);
+    let (mut store_ns, mut store_allocations) = (0, 0);
     for r in 2..2 + ROUNDS {
-        let batches = shifted(&template, r);
-        let before = thread_cpu_ns();
-        store(&s, batches);
-        store_ns += thread_cpu_ns().saturating_sub(before);
+        let (cpu_ns, allocations) = timed_store(&s, shifted(&template, r));
+        store_ns += cpu_ns;
+        store_allocations += allocations;
     }
-    let now = T0 + (1 + ROUNDS) * RESOLUTION_MS;
-    let pods: Vec<(String, String)> = template
-        .iter()
-        .flat_map(|(_, batch)| batch.containers.iter().step_by(CONTAINERS.len()))
-        .map(|c| (c.namespace.to_string(), c.pod.to_string()))
-        .collect();
-    let before = thread_cpu_ns();
-    let mut served = 0;
-    for _ in 0..ROUNDS {
-        served += pods
-            .iter()
-            .filter(|(ns, pod)| s.pod_usage(ns, pod, now).is_some())
-            .count();
-    }
-    let read_ns = thread_cpu_ns().saturating_sub(before);
-    println!(
-        "storage/cpu: {:.1} ms CPU per {NODES}-node round ({:.1} us per node); {:.1} ms CPU to read all {} pods \
-         ({} served per pass)",
-        store_ns as f64 / ROUNDS as f64 / 1e6,
-        store_ns as f64 / ROUNDS as f64 / NODES as f64 / 1e3,
-        read_ns as f64 / ROUNDS as f64 / 1e6,
-        pods.len(),
-        served / ROUNDS as usize,
+    line(
+        "steady state",
+        store_ns as f64 / ROUNDS as f64,
+        store_allocations as f64 / ROUNDS as f64,
     );
+
+    let now = T0 + (1 + ROUNDS) * RESOLUTION_MS;
+    for (order, pods) in [
+        ("node order", pods_by_node(&template)),
+        ("(namespace, name) order", pods_by_name(&template)),
+    ] {
+        let before = thread_cpu_ns();
+        let mut served = 0;
+        for _ in 0..ROUNDS {
+            served += read_all(&s, &pods, now);
+        }
+        let read_ns = thread_cpu_ns().saturating_sub(before);
+        println!(
+            "storage/cpu: {:.1} ms CPU to read all {} pods in {order} ({} served per pass)",
+            read_ns as f64 / ROUNDS as f64 / 1e6,
+            pods.len(),
+            served / ROUNDS as usize,
+        );
+    }
 }
 
 fn main() {

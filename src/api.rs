@@ -6,6 +6,7 @@
 //! the [`MetricsSource`] trait (implemented by `storage`) and objects through [`crate::cluster::ClusterView`], and
 //! never knows how points are stored.
 
+mod containers;
 mod discovery;
 mod negotiate;
 mod nodes;
@@ -26,6 +27,7 @@ use crate::auth::Attributes;
 use crate::cluster::ClusterView;
 use crate::time::TimestampMs;
 
+pub use containers::{ContainerTable, ContainerView, Containers};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use status::{Error, MetricsKind};
 
@@ -55,7 +57,8 @@ pub struct NodeUsage {
     pub usage: Usage,
 }
 
-/// One container's usage inside a [`PodUsage`].
+/// One container's usage, owned (what a [`ContainerTable`] of its own holds; see `From<Vec<ContainerUsage>>` for
+/// [`Containers`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerUsage {
     /// Container name.
@@ -71,16 +74,17 @@ pub struct PodUsage {
     pub timestamp_ms: TimestampMs,
     /// Window of that same container, in milliseconds (> 0).
     pub window_ms: i64,
-    /// Containers sorted by name.
-    pub containers: Vec<ContainerUsage>,
+    /// Containers sorted by name, read from where the source keeps them.
+    pub containers: Containers,
 }
 
 /// Usage lookups, implemented by `storage`. Reads never wait for a scrape.
 pub trait MetricsSource: Send + Sync + 'static {
     /// The node's usage, if it has a window that is not older than the staleness bound at `now_ms`.
     fn node_usage(&self, node: &str, now_ms: TimestampMs) -> Option<NodeUsage>;
-    /// The pod's usage, if every container has a window and it is not stale at `now_ms`.
-    fn pod_usage(&self, namespace: &str, pod: &str, now_ms: TimestampMs) -> Option<Arc<PodUsage>>;
+    /// The pod's usage, if every container has a window and it is not stale at `now_ms`. Its containers refer to
+    /// the source's own table (no copy per read).
+    fn pod_usage(&self, namespace: &str, pod: &str, now_ms: TimestampMs) -> Option<PodUsage>;
     /// At least one node point and one container point can be served at `now_ms` (metrics-server's
     /// `metric-storage-ready`).
     fn is_ready(&self, now_ms: TimestampMs) -> bool;

@@ -270,7 +270,9 @@ impl Scraper {
             .await
         {
             round_start = if warm_up {
-                Instant::now()
+                // One quantum after the warm-up was handed out: the first group (phases within the first quantum)
+                // would otherwise find its warm-up scrapes still in flight and be skipped for a whole round.
+                Instant::now() + schedule::dispatch_quantum(self.resolution)
             } else {
                 schedule::next_round_start(round_start, self.resolution, Instant::now())
             };

@@ -235,7 +235,7 @@ impl MetricsSource for Current {
     fn node_usage(&self, node: &str, now_ms: i64) -> Option<NodeUsage> {
         current().1.node_usage(node, now_ms)
     }
-    fn pod_usage(&self, namespace: &str, pod: &str, now_ms: i64) -> Option<Arc<PodUsage>> {
+    fn pod_usage(&self, namespace: &str, pod: &str, now_ms: i64) -> Option<PodUsage> {
         current().1.pod_usage(namespace, pod, now_ms)
     }
     fn is_ready(&self, now_ms: i64) -> bool {
@@ -284,14 +284,14 @@ impl ClusterView for FakeCluster {
 /// Usage from the input; staleness is the source's business, so `now` is ignored.
 struct FakeMetrics {
     nodes: BTreeMap<String, NodeUsage>,
-    pods: BTreeMap<(String, String), Arc<PodUsage>>,
+    pods: BTreeMap<(String, String), PodUsage>,
 }
 
 impl MetricsSource for FakeMetrics {
     fn node_usage(&self, node: &str, _now_ms: i64) -> Option<NodeUsage> {
         self.nodes.get(node).cloned()
     }
-    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: i64) -> Option<Arc<PodUsage>> {
+    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: i64) -> Option<PodUsage> {
         self.pods
             .get(&(namespace.to_owned(), pod.to_owned()))
             .cloned()
@@ -415,11 +415,11 @@ fn base_world() -> (FakeCluster, FakeMetrics) {
         let pod = PodUsage {
             timestamp_ms: NOW,
             window_ms: 15_000,
-            containers,
+            containers: containers.into(),
         };
         metrics
             .pods
-            .insert((namespace.to_owned(), name.to_owned()), Arc::new(pod));
+            .insert((namespace.to_owned(), name.to_owned()), pod);
     }
     (cluster, metrics)
 }
@@ -475,11 +475,11 @@ fn world(u: &mut Unstructured<'_>) -> ArbitraryResult<(FakeCluster, FakeMetrics)
             let pod = PodUsage {
                 timestamp_ms,
                 window_ms,
-                containers,
+                containers: containers.into(),
             };
             metrics
                 .pods
-                .insert((namespace.clone(), name.clone()), Arc::new(pod));
+                .insert((namespace.clone(), name.clone()), pod);
         }
         cluster.pods.push(Arc::new(PodInfo {
             namespace: namespace.into(),

@@ -22,7 +22,7 @@ struct FakeCluster {
 #[derive(Default)]
 struct FakeMetrics {
     nodes: HashMap<String, NodeUsage>,
-    pods: HashMap<(String, String), Arc<PodUsage>>,
+    pods: HashMap<(String, String), PodUsage>,
 }
 
 impl ClusterView for FakeCluster {
@@ -67,7 +67,7 @@ impl MetricsSource for FakeMetrics {
     fn node_usage(&self, node: &str, _now_ms: TimestampMs) -> Option<NodeUsage> {
         self.nodes.get(node).cloned()
     }
-    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: TimestampMs) -> Option<Arc<PodUsage>> {
+    fn pod_usage(&self, namespace: &str, pod: &str, _now_ms: TimestampMs) -> Option<PodUsage> {
         self.pods
             .get(&(namespace.to_owned(), pod.to_owned()))
             .cloned()
@@ -164,12 +164,10 @@ fn fixture() -> (FakeCluster, FakeMetrics) {
         name: name.into(),
         usage: u,
     };
-    let pod_usage = |containers: Vec<ContainerUsage>| {
-        Arc::new(PodUsage {
-            timestamp_ms: SAMPLE_MS - 500,
-            window_ms: 20_050,
-            containers,
-        })
+    let pod_usage = |containers: Vec<ContainerUsage>| PodUsage {
+        timestamp_ms: SAMPLE_MS - 500,
+        window_ms: 20_050,
+        containers: containers.into(),
     };
     metrics.pods.insert(
         ("default".into(), "web-1".into()),

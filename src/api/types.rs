@@ -37,7 +37,7 @@ pub(crate) struct PodItem {
     /// The pod.
     pub(crate) info: Arc<PodInfo>,
     /// Its usage.
-    pub(crate) usage: Arc<PodUsage>,
+    pub(crate) usage: PodUsage,
 }
 
 /// What lists, gets and Tables need from a metrics object.
@@ -138,7 +138,7 @@ impl MetricsObject for PodItem {
                 buf.push(b',');
             }
             buf.extend_from_slice(b"{\"name\":");
-            write_str(buf, &container.name);
+            write_str(buf, container.name);
             buf.extend_from_slice(b",\"usage\":");
             write_usage(buf, &container.usage);
             buf.push(b'}');

@@ -1,21 +1,29 @@
-//! One node's stored state (its node window and its pods' container windows) and how a new batch turns the old
-//! state into the next one, off-lock.
+//! One node's stored state (its node window, its pods, and each container's window and newest gauges) and how a
+//! new batch turns the old state into the next one, off-lock.
 //!
-//! Pure: takes the previous state by reference and the batch by value, returns a fresh state plus the pod-index
-//! changes to apply. Never touches the shared maps, never reads a clock.
+//! A pod's served usage lives inline: the pod keeps the (timestamp, window) it is served with, each container the
+//! rate and gauges it is served with. [`PodState::usage`] hands a reader a [`PodUsage`] whose containers are a range
+//! of the node's state (a [`ContainerTable`]), so neither a scrape nor a read copies a pod's containers. Building
+//! the next state allocates per node (the pod and container vectors), not per pod.
+//!
+//! Pure: takes the previous state by reference and the batch by value, returns a fresh state plus what the pod
+//! index must learn (pods the node started or stopped serving, and served pods whose position in the node's sorted
+//! pods moved). Never touches the shared maps, never reads a clock.
 
 use foldhash::HashSet;
 use std::sync::Arc;
 
-use super::point::{CpuPoint, Point, usage};
+use super::point::{CpuPoint, Point, Rate};
 use super::window::{Rules, Window};
-use crate::api::{ContainerUsage, PodUsage};
+use crate::api::{ContainerTable, ContainerView, Containers, PodUsage, Usage};
 use crate::scrape::decode::{ContainerSample, NodeBatch, NodeSample};
 use crate::time::TimestampMs;
 
 /// Everything stored for one node. Immutable once built; replaced whole (behind an `Arc`) on each scrape.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NodeState {
+    /// The node's name (the pod index's tie-break between nodes reporting the same pod).
+    pub(crate) name: Arc<str>,
     /// The node's own series, once a usable node point was seen (kept across unusable samples and failures).
     pub(crate) node: Option<NodeSeries>,
     /// The node's pods, sorted by (namespace, name).
@@ -25,6 +33,27 @@ pub(crate) struct NodeState {
     pub(crate) containers: Vec<ContainerState>,
     /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
     pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
+}
+
+impl ContainerTable for NodeState {
+    fn container(&self, index: usize) -> Option<ContainerView<'_>> {
+        let c = self.containers.get(index)?;
+        Some(ContainerView {
+            name: &c.name,
+            usage: c.usage(),
+        })
+    }
+}
+
+impl NodeState {
+    /// The pod `namespace/name`, by binary search of the sorted pods.
+    pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&PodState> {
+        let at = self
+            .pods
+            .binary_search_by(|p| (&*p.namespace, &*p.name).cmp(&(namespace, name)))
+            .ok()?;
+        self.pods.get(at)
+    }
 }
 
 /// A node's CPU window and its newest gauges.
@@ -38,7 +67,12 @@ pub(crate) struct NodeSeries {
     pub(crate) swap_bytes: Option<u64>,
 }
 
-/// One pod as reported by one node.
+/// The `timestamp_ms` of a [`PodState`] that is not servable. Served timestamps are after the epoch (an unusable
+/// point is one at or before it), so this value is never a real one; inline rather than an `Option`, which would
+/// cost 8 more bytes per pod.
+const NOT_SERVED: TimestampMs = TimestampMs::MIN;
+
+/// One pod as reported by one node (56 bytes).
 #[derive(Debug, Clone)]
 pub(crate) struct PodState {
     /// Namespace (interned).
@@ -49,8 +83,28 @@ pub(crate) struct PodState {
     first_container: u32,
     /// End (exclusive) of this pod's containers in [`NodeState::containers`].
     end_container: u32,
-    /// The pod's usage, precomputed when every container has a rate.
-    pub(crate) usage: Option<Arc<PodUsage>>,
+    /// Timestamp of the served usage, in ms since the epoch: that of the earliest container; [`NOT_SERVED`]
+    /// unless every container has a rate.
+    timestamp_ms: TimestampMs,
+    /// Window of the served usage, in ms: that of the same container (> 0 when served).
+    window_ms: i64,
+}
+
+/// When and over which window a servable pod's usage was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Served {
+    /// End of the window, in ms since the epoch (the earliest container's newest sample).
+    pub(crate) timestamp_ms: TimestampMs,
+    /// Length of the window, in ms (> 0).
+    pub(crate) window_ms: i64,
+}
+
+impl Served {
+    /// Whether `self` is the earlier of the two, for a pod's timestamp: earlier timestamp, then longer window.
+    fn is_earlier_than(&self, other: &Served) -> bool {
+        self.timestamp_ms < other.timestamp_ms
+            || (self.timestamp_ms == other.timestamp_ms && self.window_ms > other.window_ms)
+    }
 }
 
 impl PodState {
@@ -59,17 +113,85 @@ impl PodState {
         all.get(self.first_container as usize..self.end_container as usize)
             .unwrap_or(&[])
     }
+
+    /// The timestamp and window the pod is served with, when every container has a rate.
+    pub(crate) fn served(&self) -> Option<Served> {
+        (self.timestamp_ms != NOT_SERVED).then_some(Served {
+            timestamp_ms: self.timestamp_ms,
+            window_ms: self.window_ms,
+        })
+    }
+
+    /// The pod's usage, its containers read from `node` (this pod's node); `None` when not servable.
+    pub(crate) fn usage(&self, node: &Arc<NodeState>) -> Option<PodUsage> {
+        let served = self.served()?;
+        let range = self.first_container as usize..self.end_container as usize;
+        Some(PodUsage {
+            timestamp_ms: served.timestamp_ms,
+            window_ms: served.window_ms,
+            containers: Containers::new(Arc::clone(node) as Arc<dyn ContainerTable>, range),
+        })
+    }
 }
 
-/// One container's retained CPU points (its gauges live only in the pod's precomputed usage).
+/// The start time of a [`ContainerState`] whose kubelet reported none. Decode rejects negative start times, so no
+/// real one is this far before the epoch.
+const NO_START_TIME: TimestampMs = TimestampMs::MIN;
+
+/// The swap of a [`ContainerState`] whose kubelet reported none. Decode rejects values above `i64::MAX`, so no real
+/// reading is this large (a batch built by hand with exactly `u64::MAX` bytes of swap would read back as none).
+const NO_SWAP: u64 = u64::MAX;
+
+/// One container's retained CPU points and what it is served with (80 bytes; optional fields use sentinels, as an
+/// `Option<i64>` would cost 16 bytes).
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerState {
     /// Container name (interned).
     pub(crate) name: Arc<str>,
-    /// `container_start_time_seconds` of the newest point, in ms since the epoch.
-    pub(crate) start_time_ms: Option<TimestampMs>,
     /// The retained points.
-    pub(crate) window: Window,
+    window: Window,
+    /// `container_start_time_seconds` of the newest point, in ms since the epoch; [`NO_START_TIME`] when absent.
+    start_time_ms: TimestampMs,
+    /// CPU rate over `window`, in nanocores; 0 when the window has no rate (its pod is then not served).
+    cpu_nanocores: u64,
+    /// Memory working set of the newest point, in bytes.
+    memory_bytes: u64,
+    /// Swap usage of the newest point, in bytes; [`NO_SWAP`] when not reported.
+    swap_bytes: u64,
+}
+
+impl ContainerState {
+    /// A container whose retained points are `window`, newest sample `point`, and rate over the window `rate`.
+    fn new(
+        name: Arc<str>,
+        window: Window,
+        start_time_ms: Option<TimestampMs>,
+        rate: Option<Rate>,
+        point: &Point,
+    ) -> ContainerState {
+        ContainerState {
+            name,
+            window,
+            start_time_ms: start_time_ms.unwrap_or(NO_START_TIME),
+            cpu_nanocores: rate.map_or(0, |r| r.cpu_nanocores),
+            memory_bytes: point.memory_bytes,
+            swap_bytes: point.swap_bytes.unwrap_or(NO_SWAP),
+        }
+    }
+
+    /// `container_start_time_seconds` of the newest point, in ms since the epoch, when reported.
+    fn start_time_ms(&self) -> Option<TimestampMs> {
+        (self.start_time_ms != NO_START_TIME).then_some(self.start_time_ms)
+    }
+
+    /// The usage served for this container (meaningful while its pod is served).
+    fn usage(&self) -> Usage {
+        Usage {
+            cpu_nanocores: self.cpu_nanocores,
+            memory_bytes: self.memory_bytes,
+            swap_bytes: (self.swap_bytes != NO_SWAP).then_some(self.swap_bytes),
+        }
+    }
 }
 
 /// A pod's identity in the pod index.
@@ -81,14 +203,27 @@ pub(crate) struct PodKey {
     pub(crate) name: Arc<str>,
 }
 
-/// The result of applying one batch to a node: its next state (whose pods with usage are the ones it serves) and
-/// the pods it no longer serves.
+impl PodKey {
+    /// The identity of `pod` (sharing its names).
+    fn of(pod: &PodState) -> PodKey {
+        PodKey {
+            namespace: Arc::clone(&pod.namespace),
+            name: Arc::clone(&pod.name),
+        }
+    }
+}
+
+/// The result of applying one batch to a node: its next state and what the pod index must learn about the pods it
+/// serves. Both lists are empty in a steady state (same pods, all servable), which leaves the index untouched.
 #[derive(Debug)]
 pub(crate) struct Update {
-    /// The node's next state.
-    pub(crate) state: NodeState,
+    /// Pods this node serves now, with their position in `state.pods`, that it did not serve before or served at
+    /// another position (pods were added or removed before them).
+    pub(crate) served: Vec<(PodKey, u32)>,
     /// Pods this node served before and no longer does (remove this node's candidate).
     pub(crate) withdrawn: Vec<PodKey>,
+    /// The node's next state.
+    pub(crate) state: NodeState,
 }
 
 /// Interned namespace and container names: one `Arc<str>` per distinct name across all nodes.
@@ -162,9 +297,10 @@ fn normalise(containers: &mut Vec<ContainerSample<'_>>) {
     });
 }
 
-/// Applies one successful batch to a node's previous state (`None` for a node not seen before).
+/// Applies one successful batch to node `name`'s previous state (`None` for a node not seen before).
 pub(crate) fn build(
     rules: &Rules,
+    name: &Arc<str>,
     old: Option<&NodeState>,
     batch: NodeBatch<'_>,
     interner: &mut Interner,
@@ -185,13 +321,11 @@ pub(crate) fn build(
     let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
     let mut pods = Vec::with_capacity(old_pods.len().max(8));
     let mut next_containers = Vec::with_capacity(containers.len());
+    let mut served = Vec::new();
     let mut withdrawn = Vec::new();
     let mut withdraw = |pod: &PodState| {
-        if pod.usage.is_some() {
-            withdrawn.push(PodKey {
-                namespace: Arc::clone(&pod.namespace),
-                name: Arc::clone(&pod.name),
-            });
+        if pod.served().is_some() {
+            withdrawn.push(PodKey::of(pod));
         }
     };
 
@@ -213,6 +347,7 @@ pub(crate) fn build(
             withdraw(gone);
             next_old += 1;
         }
+        let old_at = next_old;
         let matched = old_pods
             .get(next_old)
             .filter(|o| &*o.namespace == namespace && &*o.name == pod);
@@ -229,28 +364,46 @@ pub(crate) fn build(
             interner,
             &mut next_containers,
         );
-        if next.as_ref().is_none_or(|p| p.usage.is_none())
-            && let Some(before) = matched
-        {
-            withdraw(before);
+        let was_served = matched.is_some_and(|o| o.served().is_some());
+        let at = pods.len();
+        match next.as_ref().filter(|p| p.served().is_some()) {
+            Some(now_served) if !was_served || old_at != at => {
+                // Positions fit `u32` (each pod has a container, and container positions do); a saturated one
+                // would only be a wrong hint, which readers detect.
+                served.push((
+                    PodKey::of(now_served),
+                    u32::try_from(at).unwrap_or(u32::MAX),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(before) = matched {
+                    withdraw(before);
+                }
+            }
         }
         pods.extend(next);
     }
     for gone in old_pods.iter().skip(next_old) {
         withdraw(gone);
     }
+    // Capacity follows the previous state's sizes, so this only reallocates after the node's pod count changed.
+    pods.shrink_to_fit();
+    next_containers.shrink_to_fit();
 
     let newest_pod_timestamp_ms = pods
         .iter()
-        .filter_map(|p| Some(p.usage.as_ref()?.timestamp_ms))
+        .filter_map(|p| Some(p.served()?.timestamp_ms))
         .max();
     Update {
         state: NodeState {
+            name: Arc::clone(name),
             node,
             pods,
             containers: next_containers,
             newest_pod_timestamp_ms,
         },
+        served,
         withdrawn,
     }
 }
@@ -272,7 +425,8 @@ fn build_pod(
     let old_containers = old.map_or(&[][..], |(_, containers)| containers);
     let start = out.len();
     let mut next_old = 0;
-    let mut usage = PodUsageBuilder::with_capacity(group.len());
+    let mut every_container_rated = true;
+    let mut earliest: Option<Served> = None;
     for sample in group {
         let Some(point) = container_point(sample) else {
             out.truncate(start);
@@ -299,30 +453,45 @@ fn build_pod(
             Some(o) => Arc::clone(&o.name),
             None => interner.intern(&sample.container),
         };
-        let old_window = matched.map(|o| (&o.window, o.start_time_ms));
+        let old_window = matched.map(|o| (&o.window, o.start_time_ms()));
         let window = rules.next_container(old_window, point.cpu, sample.start_time_ms);
-        usage.add(&name, &window, &point);
-        out.push(ContainerState {
+        let rate = window.rate();
+        match rate {
+            Some(rate) => {
+                let this = Served {
+                    timestamp_ms: window.timestamp_ms(),
+                    window_ms: rate.window_ms,
+                };
+                if earliest.is_none_or(|e| this.is_earlier_than(&e)) {
+                    earliest = Some(this);
+                }
+            }
+            None => every_container_rated = false,
+        }
+        out.push(ContainerState::new(
             name,
-            start_time_ms: sample.start_time_ms,
             window,
-        });
+            sample.start_time_ms,
+            rate,
+            &point,
+        ));
     }
     let (namespace, name) = match old {
         Some((before, _)) => (Arc::clone(&before.namespace), Arc::clone(&before.name)),
         None => (interner.intern(namespace), Arc::from(pod)),
     };
-    pod_state(namespace, name, start, out, usage.finish().map(Arc::new))
+    let served = earliest.filter(|_| every_container_rated);
+    pod_state(namespace, name, start, out, served)
 }
 
-/// A pod whose containers are `out[start..]`; `None` (and the containers removed) if the range does not fit `u32`,
-/// which would take over four billion containers on one node.
+/// A pod whose containers are `out[start..]`, served with `served`; `None` (and the containers removed) if the
+/// range does not fit `u32`, which would take over four billion containers on one node.
 fn pod_state(
     namespace: Arc<str>,
     name: Arc<str>,
     start: usize,
     out: &mut Vec<ContainerState>,
-    usage: Option<Arc<PodUsage>>,
+    served: Option<Served>,
 ) -> Option<PodState> {
     match (u32::try_from(start), u32::try_from(out.len())) {
         (Ok(first_container), Ok(end_container)) => Some(PodState {
@@ -330,62 +499,12 @@ fn pod_state(
             name,
             first_container,
             end_container,
-            usage,
+            timestamp_ms: served.map_or(NOT_SERVED, |s| s.timestamp_ms),
+            window_ms: served.map_or(0, |s| s.window_ms),
         }),
         _ => {
             out.truncate(start);
             None
         }
-    }
-}
-
-/// Collects a pod's usage container by container; yields nothing if any container has no rate.
-struct PodUsageBuilder {
-    /// Containers so far (name order); `None` once a container had no rate.
-    containers: Option<Vec<ContainerUsage>>,
-    /// (timestamp, window) of the earliest container so far, in ms.
-    earliest: Option<(TimestampMs, i64)>,
-}
-
-impl PodUsageBuilder {
-    fn with_capacity(containers: usize) -> Self {
-        PodUsageBuilder {
-            containers: Some(Vec::with_capacity(containers)),
-            earliest: None,
-        }
-    }
-
-    /// Adds a container whose window is `window` and newest sample `point`.
-    fn add(&mut self, name: &Arc<str>, window: &Window, point: &Point) {
-        let Some(out) = &mut self.containers else {
-            return;
-        };
-        let Some(rate) = window.rate() else {
-            self.containers = None;
-            return;
-        };
-        let timestamp_ms = window.timestamp_ms();
-        let earlier = self.earliest.is_none_or(|(ts, window_ms)| {
-            timestamp_ms < ts || (timestamp_ms == ts && rate.window_ms > window_ms)
-        });
-        if earlier {
-            self.earliest = Some((timestamp_ms, rate.window_ms));
-        }
-        let usage = usage(rate, point.memory_bytes, point.swap_bytes);
-        out.push(ContainerUsage {
-            name: Arc::clone(name),
-            usage,
-        });
-    }
-
-    /// The pod's usage: containers in name order; timestamp and window of the container with the earliest
-    /// timestamp (ties: the longest window).
-    fn finish(self) -> Option<PodUsage> {
-        let (timestamp_ms, window_ms) = self.earliest?;
-        Some(PodUsage {
-            timestamp_ms,
-            window_ms,
-            containers: self.containers?,
-        })
     }
 }

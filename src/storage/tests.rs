@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::point::{CpuPoint, Rate, cpu_rate};
 use super::state::Interner;
 use super::{Storage, StorageConfig};
-use crate::api::{MetricsSource, NodeUsage, PodUsage, Usage};
+use crate::api::{ContainerView, MetricsSource, NodeUsage, PodUsage, Usage};
 use crate::scrape::BatchSink;
 use crate::scrape::decode::{ContainerSample, CpuSample, GaugeSample, NodeBatch, NodeSample};
 use crate::time::TimestampMs;
@@ -144,8 +144,14 @@ fn node_usage(s: &Storage, now: TimestampMs) -> Option<NodeUsage> {
     s.node_usage("n1", now)
 }
 
-fn pod(s: &Storage, now: TimestampMs) -> Option<Arc<PodUsage>> {
+fn pod(s: &Storage, now: TimestampMs) -> Option<PodUsage> {
     s.pod_usage("ns", "pod", now)
+}
+
+/// A served pod's first container (a test failure if it has none).
+#[track_caller]
+fn first_container(p: &PodUsage) -> ContainerView<'_> {
+    some(p.containers.get(0), "the pod has a container")
 }
 
 fn window_and_cpu(u: &NodeUsage) -> (i64, u64) {
@@ -442,7 +448,10 @@ fn retained_point_pairs_with_the_next_successful_scrape_over_the_true_window() {
     assert_eq!(window_and_cpu(&node), (30_000, 2_000_000_000));
     let served = some(pod(&s, t(3)), "served at once");
     assert_eq!(
-        (served.window_ms, served.containers[0].usage.cpu_nanocores),
+        (
+            served.window_ms,
+            first_container(&served).usage.cpu_nanocores
+        ),
         (30_000, 200_000_000)
     );
 }
@@ -630,7 +639,7 @@ fn fresh_container_is_served_after_its_first_scrape_from_its_start_time() {
             .send(&s, "n1");
         let got = pod(&s, T0).map(|p| {
             assert_eq!(p.timestamp_ms, T0, "{}", case.name);
-            (p.window_ms, p.containers[0].usage.cpu_nanocores)
+            (p.window_ms, first_container(&p).usage.cpu_nanocores)
         });
         assert_eq!(got, case.want, "{}", case.name);
     }
@@ -653,7 +662,7 @@ fn long_running_container_seen_for_the_first_time_is_served_after_a_second_scrap
     );
     sample(t(1), 86_400 * S + 3 * S).send(&s, "n1");
     assert_eq!(
-        pod(&s, t(1)).map(|p| (p.window_ms, p.containers[0].usage.cpu_nanocores)),
+        pod(&s, t(1)).map(|p| (p.window_ms, first_container(&p).usage.cpu_nanocores)),
         Some((15_000, 200_000_000))
     );
 }
@@ -686,7 +695,7 @@ fn young_container_with_an_earlier_real_point_pairs_with_that_point() {
     };
     sample(T0, 200_000_000).send(&s, "n1");
     sample(T0 + 10_000, 1_200_000_000).send(&s, "n1");
-    let got = pod(&s, T0 + 10_000).map(|p| (p.window_ms, p.containers[0].usage.cpu_nanocores));
+    let got = pod(&s, T0 + 10_000).map(|p| (p.window_ms, first_container(&p).usage.cpu_nanocores));
     assert_eq!(
         got,
         Some((10_000, 100_000_000)),
@@ -713,7 +722,7 @@ fn restarted_container_pairs_with_a_zero_point_at_its_new_start_at_any_age() {
         (
             p.timestamp_ms,
             p.window_ms,
-            p.containers[0].usage.cpu_nanocores,
+            first_container(&p).usage.cpu_nanocores,
         )
     });
     assert_eq!(got, Some((t(3), 25_000, 200_000_000)));
@@ -1118,7 +1127,7 @@ fn names_are_interned_across_nodes_and_pruned_when_unused() {
     let a = some(s.pod_usage("shared-ns", "pod-n1", t(1)), "served");
     let b = some(s.pod_usage("shared-ns", "pod-n2", t(1)), "served");
     assert!(
-        Arc::ptr_eq(&a.containers[0].name, &b.containers[0].name),
+        Arc::ptr_eq(first_container(&a).name, first_container(&b).name),
         "container names are shared"
     );
 
@@ -1159,7 +1168,8 @@ fn readers_are_served_while_writers_store() {
                         reader.pod_usage("ns", &format!("pod-{n}"), T0 + rounds * 1_000)
                     {
                         assert_eq!(
-                            u.containers[0].usage.cpu_nanocores, S,
+                            first_container(&u).usage.cpu_nanocores,
+                            S,
                             "1 CPU second per second"
                         );
                     }
@@ -1202,4 +1212,213 @@ fn pod_on_three_nodes_falls_back_to_the_best_remaining_candidate() {
         Some(t(3) - 1_000),
         "n3 is back and newer"
     );
+}
+
+/// Checks the pod index against the node states: every servable pod of every node is recorded at its exact
+/// position (so readers never need the binary-search fallback), and nothing else is recorded.
+#[track_caller]
+fn assert_index_matches_states(s: &Storage) {
+    let shared = s
+        .shared
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut served = 0;
+    for node in shared.nodes.states() {
+        for (at, pod) in node.pods.iter().enumerate() {
+            if pod.served().is_none() {
+                continue;
+            }
+            served += 1;
+            let found = some(
+                shared.pods.get(&pod.namespace, &pod.name),
+                "a servable pod is in the index",
+            );
+            let recorded = found.entry.locations().any(|l| {
+                l.pod as usize == at
+                    && shared
+                        .nodes
+                        .state(l.node)
+                        .is_some_and(|n| Arc::ptr_eq(n, node))
+            });
+            assert!(
+                recorded,
+                "{}/{} on {} is recorded at position {at}",
+                pod.namespace, pod.name, node.name
+            );
+        }
+    }
+    assert_eq!(
+        shared.pods.locations(),
+        served,
+        "the index records only servable pods"
+    );
+}
+
+/// A batch of one-container pods `pods` (namespace "ns") on a node, all sampled at `ts` with `n` CPU seconds.
+fn pods_at(pods: &[&str], ts: TimestampMs, n: u64) -> Batch {
+    pods.iter().fold(batch().node(ts, n * S, MIB), |b, pod| {
+        b.container("ns", pod, "c", ts, n * S, MIB)
+    })
+}
+
+#[test]
+fn steady_state_scrape_leaves_the_pod_index_alone() {
+    let rules = super::window::Rules {
+        resolution_ms: RESOLUTION_MS,
+        staleness_ms: STALENESS_MS,
+    };
+    let node: Arc<str> = Arc::from("n1");
+    let mut interner = Interner::default();
+    let mut old: Option<super::state::NodeState> = None;
+    let mut changes = Vec::new();
+    for round in 0..4 {
+        let update = super::state::build(
+            &rules,
+            &node,
+            old.as_ref(),
+            pods_at(&["a", "b", "c"], t(round), round as u64 + 1).0,
+            &mut interner,
+        );
+        changes.push((update.served.len(), update.withdrawn.len()));
+        old = Some(update.state);
+    }
+    assert_eq!(
+        changes,
+        [(0, 0), (3, 0), (0, 0), (0, 0)],
+        "the index learns of the pods once, when they become servable, and not again"
+    );
+}
+
+#[test]
+fn pods_added_or_removed_before_served_pods_keep_every_pod_served() {
+    let s = storage();
+    let rounds: [&[&str]; 6] = [
+        &["m", "z"],
+        &["m", "z"],
+        &["a", "m", "z"], // "a" is new (not servable yet); "m" and "z" move
+        &["a", "m", "z"], // "a" becomes servable
+        &["m", "z"],      // "a" is gone; "m" and "z" move back
+        &["b", "z"],      // "m" is gone, "b" is new
+    ];
+    for (round, pods) in rounds.iter().enumerate() {
+        let round = round as i64;
+        pods_at(pods, t(round), round as u64 + 1).send(&s, "n1");
+        assert_index_matches_states(&s);
+    }
+    let served = |pod| s.pod_usage("ns", pod, t(5)).map(|p| p.timestamp_ms);
+    assert_eq!(
+        [served("a"), served("b"), served("m"), served("z")],
+        [None, None, None, Some(t(5))]
+    );
+    pods_at(&["b", "z"], t(6), 7).send(&s, "n1");
+    assert_index_matches_states(&s);
+    assert_eq!(
+        [served("b"), served("z")].map(|p| p.is_some()),
+        [true, true]
+    );
+}
+
+#[test]
+fn forgotten_node_slot_is_reused_without_serving_its_pods() {
+    let s = storage();
+    for (node, pod) in [("n1", "p1"), ("n2", "p2")] {
+        pods_at(&[pod], T0, 1).send(&s, node);
+        pods_at(&[pod], t(1), 2).send(&s, node);
+    }
+    s.forget("n1");
+    assert_index_matches_states(&s);
+    pods_at(&["p3"], T0, 1).send(&s, "n3");
+    pods_at(&["p3"], t(1), 2).send(&s, "n3");
+    assert_index_matches_states(&s);
+    let served = |pod| s.pod_usage("ns", pod, t(1)).is_some();
+    assert_eq!(
+        [served("p1"), served("p2"), served("p3")],
+        [false, true, true]
+    );
+    assert_eq!(s.point_counts(t(1)), (2, 2));
+}
+
+/// The copy a reader must get, by brute force over every node's state: newest timestamp, then smallest node name.
+fn expected_copy(s: &Storage, pod: &str) -> Option<(TimestampMs, Arc<str>)> {
+    let shared = s
+        .shared
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    shared
+        .nodes
+        .states()
+        .filter_map(|node| {
+            let served = node.pod("ns", pod)?.served()?;
+            Some((served.timestamp_ms, Arc::clone(&node.name)))
+        })
+        .min_by(|(ta, na), (tb, nb)| tb.cmp(ta).then_with(|| na.cmp(nb)))
+}
+
+#[test]
+fn reads_follow_pods_moving_between_nodes_and_appearing_and_vanishing() {
+    let s = storage();
+    let nodes = ["n1", "n2", "n3"];
+    let pods = ["p0", "p1", "p2", "p3", "p4", "p5"];
+    // A fixed pseudo-random walk (64-bit LCG): each node reports a changing subset of the pods, some scrapes
+    // carry an unusable container, and one node is forgotten and comes back.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let (mut reads_served, mut reads_shared) = (0, 0);
+    for round in 0..60_i64 {
+        for (i, node) in nodes.iter().enumerate() {
+            if round == 30 && i == 1 {
+                s.forget(node);
+                assert_index_matches_states(&s);
+                continue;
+            }
+            let ts = t(round) + i as i64 * 1_000 - (next() % 3) as i64 * 500;
+            let mut b = batch().node(ts, (round as u64 + 1) * S, MIB);
+            for pod in pods {
+                if next() % 3 == 0 {
+                    continue; // not on this node this round
+                }
+                let memory = if next() % 11 == 0 { 0 } else { MIB }; // unusable: drops the pod
+                b = b.container("ns", pod, "c", ts, (round as u64 + 1) * S, memory);
+            }
+            b.send(&s, node);
+            assert_index_matches_states(&s);
+        }
+        let now = t(round) + 3_000;
+        for pod in pods {
+            let got = s.pod_usage("ns", pod, now).map(|p| p.timestamp_ms);
+            let want = expected_copy(&s, pod)
+                .map(|(ts, _)| ts)
+                .filter(|ts| now - ts <= STALENESS_MS);
+            assert_eq!(got, want, "round {round}, pod {pod}");
+            reads_served += usize::from(got.is_some());
+            let shared = s
+                .shared
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            reads_shared += usize::from(
+                shared
+                    .pods
+                    .get("ns", pod)
+                    .is_some_and(|f| f.entry.is_shared()),
+            );
+        }
+    }
+    assert!(
+        reads_served > 150 && reads_shared > 100,
+        "the walk serves pods ({reads_served} reads) and shares them between nodes ({reads_shared} reads)"
+    );
+}
+
+#[test]
+fn stored_layout_stays_compact() {
+    use super::index::PodEntry;
+    use super::state::{ContainerState, PodState};
+    assert_eq!(size_of::<PodState>(), 56, "per pod, per node reporting it");
+    assert_eq!(size_of::<ContainerState>(), 80, "per container");
+    assert_eq!(size_of::<PodEntry>(), 16, "per pod in the index");
 }

@@ -40,12 +40,7 @@ impl MetricsSource for FakeStorage {
     fn node_usage(&self, _node: &str, _now_ms: TimestampMs) -> Option<NodeUsage> {
         None
     }
-    fn pod_usage(
-        &self,
-        _namespace: &str,
-        _pod: &str,
-        _now_ms: TimestampMs,
-    ) -> Option<Arc<PodUsage>> {
+    fn pod_usage(&self, _namespace: &str, _pod: &str, _now_ms: TimestampMs) -> Option<PodUsage> {
         None
     }
     fn is_ready(&self, _now_ms: TimestampMs) -> bool {
