@@ -22,6 +22,7 @@ pub mod gunzip;
 pub mod http1;
 pub mod kubelet;
 pub(crate) mod schedule;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,10 +3,10 @@
 //!
 //! Connections are kept per node (the scraper never overlaps two scrapes of one node, so one connection per kubelet
 //! is enough) in a small pool keyed by node name; idle ones are dropped by [`KubeletClient::prune_idle`]. The
-//! exchange itself is [`super::http1`], run inline on the scrape worker with its reusable [`BodyBuffer`], so an idle
-//! connection is only a socket and its TLS state. Every failure is classified (connect, TLS, HTTP, timeout) and
-//! names the address dialled, which is what operators debugging x509 and 401/403 problems need. This module knows
-//! nothing of scheduling or decoding.
+//! exchange itself is [`super::http1`], run inline on the scrape worker with its reusable [`BodyBuffer`], over
+//! [`super::tls`]'s unbuffered TLS stream, so an idle connection is only a socket and its TLS state. Every failure
+//! is classified (connect, TLS, HTTP, timeout) and names the address dialled, which is what operators debugging
+//! x509 and 401/403 problems need. This module knows nothing of scheduling or decoding.
 
 use foldhash::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::Error;
 use super::gunzip::{Gunzip, GunzipError};
 use super::http1::{self, HttpError};
+use super::tls;
 use crate::cluster::ScrapeTarget;
 
 /// Default `--kubelet-max-body-bytes`-style cap: a 110-pod kubelet body is ~100 KiB, so 64 MiB only stops a
@@ -132,7 +133,7 @@ pub struct KubeletClient {
 
 struct Inner {
     /// `None` for plain HTTP.
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<Arc<ClientConfig>>,
     token: Token,
     request_timeout: Duration,
     max_body_bytes: usize,
@@ -197,13 +198,7 @@ impl KubeletClient {
         let (tls, token) = match &config.trust {
             // metrics-server's completely-insecure mode is anonymous: never send a token in clear text.
             ServerTrust::PlainHttp => (None, TokenSource::None),
-            _ => {
-                let tls = tls_config(&config)?;
-                (
-                    Some(tokio_rustls::TlsConnector::from(Arc::new(tls))),
-                    config.token,
-                )
-            }
+            _ => (Some(Arc::new(tls_config(&config)?)), config.token),
         };
         Ok(KubeletClient {
             inner: Arc::new(Inner {
@@ -342,11 +337,10 @@ impl KubeletClient {
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Stream> = match &self.inner.tls {
             None => Box::new(tcp),
-            Some(connector) => {
+            Some(config) => {
                 let server_name = ServerName::try_from(target.host.clone())
                     .map_err(|_| Error::InvalidTarget { address: addr() })?;
-                let tls = connector
-                    .connect(server_name, tcp)
+                let tls = tls::connect(config.clone(), server_name, tcp)
                     .await
                     .map_err(|source| Error::Tls {
                         address: addr(),
