@@ -27,7 +27,7 @@ use crate::scrape::kubelet::{
 use crate::scrape::{Heartbeat, Scraper};
 use crate::server::{self, Health, ServerParts};
 use crate::shutdown;
-use crate::storage::{Storage, StorageConfig};
+use crate::storage::{PodNames, Storage, StorageConfig};
 use crate::telemetry::SelfMetrics;
 use crate::{auth, time};
 
@@ -94,6 +94,16 @@ pub enum RuntimeError {
     /// The scrape loop's runtime could not be started (threads, I/O driver).
     #[error("cannot start the scrape runtime: {0}")]
     ScrapeRuntime(#[source] std::io::Error),
+}
+
+/// Storage names pods with the cluster index's `Arc`s, so each pod name is kept once in the process.
+#[derive(Debug)]
+struct IndexPodNames(Arc<Index>);
+
+impl PodNames for IndexPodNames {
+    fn pod_name(&self, namespace: &str, pod: &str) -> Option<Arc<str>> {
+        self.0.pod_name(namespace, pod)
+    }
 }
 
 /// The scrape loop's own tokio runtime, shut down without blocking when dropped (dropping a runtime inside an
@@ -195,10 +205,13 @@ async fn start_and_serve(
         return Ok(());
     }
 
-    let storage = Arc::new(Storage::new(StorageConfig {
-        resolution: config.resolution,
-        staleness: config.staleness,
-    }));
+    let storage = Arc::new(Storage::with_pod_names(
+        StorageConfig {
+            resolution: config.resolution,
+            staleness: config.staleness,
+        },
+        Arc::new(IndexPodNames(index.clone())),
+    ));
     let metrics = Arc::new(SelfMetrics::with_resolution(config.resolution));
     let heartbeat = Arc::new(Heartbeat::default());
     let cluster: Arc<dyn ClusterView> = index;

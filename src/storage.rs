@@ -82,6 +82,16 @@ pub struct StorageConfig {
     pub staleness: Duration,
 }
 
+/// Where storage can get a pod's name as an `Arc` someone already holds (the cluster index), so the name of each
+/// of the many pods is kept once in the process rather than once per holder (≈ 5–8 MiB at 150,000 pods).
+///
+/// Asked only when a node reports a pod it did not report before, under storage's writer mutex: an implementation
+/// must answer from memory, without blocking on anything that may wait for storage.
+pub trait PodNames: Send + Sync + std::fmt::Debug {
+    /// The shared name of pod `namespace/pod`, if known.
+    fn pod_name(&self, namespace: &str, pod: &str) -> Option<Arc<str>>;
+}
+
 /// Stored points of every node and container, with what is served for each.
 #[derive(Debug)]
 pub struct Storage {
@@ -146,6 +156,13 @@ impl Storage {
             writer: Mutex::new(Writer::default()),
             shared: RwLock::new(Shared::default()),
         }
+    }
+
+    /// Empty storage that names new pods with `source`'s `Arc`s where it knows them (see [`PodNames`]).
+    pub fn with_pod_names(config: StorageConfig, source: Arc<dyn PodNames>) -> Storage {
+        let storage = Storage::new(config);
+        lock(&storage.writer).interner = Interner::with_pod_names(source);
+        storage
     }
 
     /// Points that can be served at `now_ms`: (nodes, containers), for `metrics_server_storage_points`.

@@ -102,8 +102,14 @@ impl Index {
     /// Adds or replaces one Running pod; the namespace name is interned.
     pub fn apply_pod(&self, namespace: &str, name: &str, labels: Labels) {
         let mut state = self.write();
-        let pod = state.make_pod(namespace, name, labels);
+        let known = state.pod_name(namespace, name);
+        let pod = state.make_pod(namespace, name, labels, known);
         state.insert_pod(pod);
+    }
+
+    /// The index's own `Arc` of pod `namespace/name`'s name, if the pod is indexed (for sharing it).
+    pub fn pod_name(&self, namespace: &str, name: &str) -> Option<Arc<str>> {
+        self.read().pod_name(namespace, name)
     }
 
     /// Removes one pod (no-op when absent).
@@ -123,11 +129,20 @@ impl Index {
 
     /// Replaces every pod (after a watch (re)list) and marks pods as synced. Items are `(namespace, name, labels)`.
     pub fn replace_pods(&self, pods: impl IntoIterator<Item = (String, String, Labels)>) {
-        // Build the new map off-lock; namespaces are interned within the new map.
+        // Build the new map under the read lock only; namespaces are interned within the new map, and pods that
+        // were already indexed keep their name's `Arc` (which storage may share, see `pod_name`).
         let mut fresh = State::default();
-        for (namespace, name, labels) in pods {
-            let pod = fresh.make_pod(&namespace, &name, labels);
-            fresh.insert_pod(pod);
+        {
+            let current = self.read();
+            for (namespace, name, labels) in pods {
+                let pod = fresh.make_pod(
+                    &namespace,
+                    &name,
+                    labels,
+                    current.pod_name(&namespace, &name),
+                );
+                fresh.insert_pod(pod);
+            }
         }
         let mut state = self.write();
         let old = (
@@ -236,7 +251,21 @@ impl ClusterView for Index {
 // === impl State ===
 
 impl State {
-    fn make_pod(&mut self, namespace: &str, name: &str, labels: Labels) -> PodInfo {
+    /// The `Arc` of an indexed pod's name.
+    fn pod_name(&self, namespace: &str, name: &str) -> Option<Arc<str>> {
+        let (name, _) = self.namespaces.get(namespace)?.pods.get_key_value(name)?;
+        Some(Arc::clone(name))
+    }
+
+    /// A pod to insert, with interned namespace and labels; its name is `known` (the `Arc` of the pod it
+    /// replaces, so an update or a relist does not change a pod's name `Arc`) or a new one.
+    fn make_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        labels: Labels,
+        known: Option<Arc<str>>,
+    ) -> PodInfo {
         let namespace = match self.namespaces.get_key_value(namespace) {
             Some((interned, _)) => interned.clone(),
             None => Arc::from(namespace),
@@ -251,7 +280,7 @@ impl State {
         };
         PodInfo {
             namespace,
-            name: Arc::from(name),
+            name: known.unwrap_or_else(|| Arc::from(name)),
             labels,
         }
     }

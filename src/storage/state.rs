@@ -13,6 +13,7 @@
 use foldhash::HashSet;
 use std::sync::Arc;
 
+use super::PodNames;
 use super::point::{CpuPoint, Point, Rate};
 use super::window::{Rules, Window};
 use crate::api::{ContainerTable, ContainerView, Containers, PodUsage, Usage};
@@ -226,13 +227,33 @@ pub(crate) struct Update {
     pub(crate) state: NodeState,
 }
 
-/// Interned namespace and container names: one `Arc<str>` per distinct name across all nodes.
+/// Interned namespace and container names: one `Arc<str>` per distinct name across all nodes. Pod names are not
+/// interned here (each is distinct); they come from the [`PodNames`] source when it knows the pod.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     names: HashSet<Arc<str>>,
+    pods: Option<Arc<dyn PodNames>>,
 }
 
 impl Interner {
+    /// Names pods with `source`'s `Arc`s where it has them.
+    pub(crate) fn with_pod_names(source: Arc<dyn PodNames>) -> Self {
+        Self {
+            names: HashSet::default(),
+            pods: Some(source),
+        }
+    }
+
+    /// The name of a pod this node did not report before: the source's `Arc` when it knows the pod, else a new
+    /// one.
+    pub(crate) fn pod_name(&self, namespace: &str, pod: &str) -> Arc<str> {
+        self.pods
+            .as_ref()
+            .and_then(|source| source.pod_name(namespace, pod))
+            .filter(|shared| **shared == *pod)
+            .unwrap_or_else(|| Arc::from(pod))
+    }
+
     /// The shared `Arc<str>` for `name`, created on first use.
     pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(shared) = self.names.get(name) {
@@ -478,7 +499,10 @@ fn build_pod(
     }
     let (namespace, name) = match old {
         Some((before, _)) => (Arc::clone(&before.namespace), Arc::clone(&before.name)),
-        None => (interner.intern(namespace), Arc::from(pod)),
+        None => (
+            interner.intern(namespace),
+            interner.pod_name(namespace, pod),
+        ),
     };
     let served = earliest.filter(|_| every_container_rated);
     pod_state(namespace, name, start, out, served)

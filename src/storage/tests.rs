@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::point::{CpuPoint, Rate, cpu_rate};
 use super::state::Interner;
-use super::{Storage, StorageConfig};
+use super::{PodNames, Storage, StorageConfig};
 use crate::api::{ContainerView, MetricsSource, NodeUsage, PodUsage, Usage};
 use crate::scrape::BatchSink;
 use crate::scrape::decode::{ContainerSample, CpuSample, GaugeSample, NodeBatch, NodeSample};
@@ -1138,6 +1138,47 @@ fn names_are_interned_across_nodes_and_pruned_when_unused() {
     drop(_dropped);
     interner.prune();
     assert_eq!(interner.len(), 1);
+}
+
+#[test]
+fn pod_names_are_the_sources_arcs_when_it_knows_the_pod() {
+    #[derive(Debug)]
+    struct Known(Arc<str>);
+    impl PodNames for Known {
+        fn pod_name(&self, namespace: &str, pod: &str) -> Option<Arc<str>> {
+            (namespace == "ns" && pod == "known").then(|| Arc::clone(&self.0))
+        }
+    }
+    let known: Arc<str> = Arc::from("known");
+    let s = Storage::with_pod_names(
+        StorageConfig {
+            resolution: Duration::from_millis(RESOLUTION_MS as u64),
+            staleness: Duration::from_millis(STALENESS_MS as u64),
+        },
+        Arc::new(Known(Arc::clone(&known))),
+    );
+    for (ts, cpu_ns) in [(T0, S), (t(1), 2 * S)] {
+        batch()
+            .container("ns", "known", "c", ts, cpu_ns, MIB)
+            .container("ns", "unknown", "c", ts, cpu_ns, MIB)
+            .send(&s, "n1");
+    }
+    let state = some(super::read(&s.shared).nodes.get("n1").cloned(), "stored");
+    let names: Vec<(&str, bool)> = state
+        .pods
+        .iter()
+        .map(|p| (&*p.name, Arc::ptr_eq(&p.name, &known)))
+        .collect();
+    assert_eq!(names, [("known", true), ("unknown", false)]);
+    let found = super::read(&s.shared)
+        .pods
+        .get("ns", "known")
+        .map(|f| Arc::ptr_eq(f.name, &known));
+    assert_eq!(found, Some(true), "the pod index holds the same Arc");
+    for pod in ["known", "unknown"] {
+        let usage = some(s.pod_usage("ns", pod, t(1)), "served");
+        assert_eq!(first_container(&usage).usage.cpu_nanocores, 66_666_666);
+    }
 }
 
 #[test]

@@ -211,6 +211,26 @@ fn deleting_the_last_pod_of_a_namespace_removes_the_namespace() {
 }
 
 #[test]
+fn pod_name_hands_out_the_indexed_arc_while_the_pod_is_indexed() {
+    let index = Index::default();
+    index.apply_pod("ns", "web-0", labels(&[]));
+    let listed = index.pods(Some("ns"));
+    let name = index.pod_name("ns", "web-0").expect("indexed");
+    assert!(Arc::ptr_eq(&name, &listed[0].name), "the pod's own Arc");
+    assert_eq!(index.pod_name("ns", "web-1"), None);
+    assert_eq!(index.pod_name("other", "web-0"), None);
+    index.apply_pod("ns", "web-0", labels(&[("app", "web")]));
+    index.replace_pods(vec![("ns".to_owned(), "web-0".to_owned(), Labels::new())]);
+    let after = index.pod("ns", "web-0").expect("still indexed");
+    assert!(
+        Arc::ptr_eq(&name, &after.name),
+        "an update and a relist keep the name's Arc"
+    );
+    index.delete_pod("ns", "web-0");
+    assert_eq!(index.pod_name("ns", "web-0"), None);
+}
+
+#[test]
 fn a_pod_relist_replaces_every_pod() {
     let index = Index::default();
     index.apply_pod("old", "p", Labels::new());
