@@ -144,6 +144,9 @@ impl Index {
                 fresh.insert_pod(pod);
             }
         }
+        for namespace in fresh.namespaces.values_mut() {
+            namespace.shrink_label_index();
+        }
         let mut state = self.write();
         let old = (
             std::mem::replace(&mut state.namespaces, fresh.namespaces),
@@ -325,6 +328,14 @@ impl Namespace {
         let removed = self.pods.remove(name)?;
         self.unindex(&removed);
         Some(removed)
+    }
+
+    /// Gives back the label index's spare capacity (the vectors grew by doubling while a relist filled them:
+    /// about 1.6 MiB at 150,000 pods with two labels each).
+    fn shrink_label_index(&mut self) {
+        for pods in self.by_label.values_mut().flat_map(HashMap::values_mut) {
+            pods.shrink_to_fit();
+        }
     }
 
     fn index(&mut self, pod: Arc<PodInfo>) {

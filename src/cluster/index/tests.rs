@@ -231,6 +231,28 @@ fn pod_name_hands_out_the_indexed_arc_while_the_pod_is_indexed() {
 }
 
 #[test]
+fn a_relist_leaves_no_spare_capacity_in_the_label_index() {
+    let index = Index::default();
+    index.replace_pods((0..37).map(|i| {
+        let group = format!("g-{}", i / 10);
+        (
+            "ns".to_owned(),
+            format!("p-{i:02}"),
+            labels(&[("app", "web"), ("hpa", &group)]),
+        )
+    }));
+    let state = index.read();
+    let by_label = &state.namespaces.get("ns").expect("namespace").by_label;
+    let vectors: Vec<(usize, usize)> = by_label
+        .values()
+        .flat_map(HashMap::values)
+        .map(|pods| (pods.len(), pods.capacity()))
+        .collect();
+    assert_eq!(vectors.len(), 1 + 4, "app=web and four hpa groups");
+    assert!(vectors.iter().all(|(len, cap)| len == cap), "{vectors:?}");
+}
+
+#[test]
 fn a_pod_relist_replaces_every_pod() {
     let index = Index::default();
     index.apply_pod("old", "p", Labels::new());
