@@ -148,21 +148,26 @@ fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
 impl Storage {
     /// Empty storage with the given parameters.
     pub fn new(config: StorageConfig) -> Storage {
+        Storage::with_interner(config, Interner::default())
+    }
+
+    /// Empty storage that names new pods with `source`'s `Arc`s where it knows them (see [`PodNames`]).
+    pub fn with_pod_names(config: StorageConfig, source: Arc<dyn PodNames>) -> Storage {
+        Storage::with_interner(config, Interner::with_pod_names(source))
+    }
+
+    fn with_interner(config: StorageConfig, interner: Interner) -> Storage {
         Storage {
             rules: Rules {
                 resolution_ms: duration_ms(config.resolution),
                 staleness_ms: duration_ms(config.staleness),
             },
-            writer: Mutex::new(Writer::default()),
+            writer: Mutex::new(Writer {
+                interner,
+                accepts_since_prune: 0,
+            }),
             shared: RwLock::new(Shared::default()),
         }
-    }
-
-    /// Empty storage that names new pods with `source`'s `Arc`s where it knows them (see [`PodNames`]).
-    pub fn with_pod_names(config: StorageConfig, source: Arc<dyn PodNames>) -> Storage {
-        let storage = Storage::new(config);
-        lock(&storage.writer).interner = Interner::with_pod_names(source);
-        storage
     }
 
     /// Points that can be served at `now_ms`: (nodes, containers), for `metrics_server_storage_points`.

@@ -129,20 +129,15 @@ impl Index {
 
     /// Replaces every pod (after a watch (re)list) and marks pods as synced. Items are `(namespace, name, labels)`.
     pub fn replace_pods(&self, pods: impl IntoIterator<Item = (String, String, Labels)>) {
-        // Build the new map under the read lock only; namespaces are interned within the new map, and pods that
-        // were already indexed keep their name's `Arc` (which storage may share, see `pod_name`).
+        // Build the new map off-lock; namespaces are interned within the new map, and pods that were already
+        // indexed keep their name's `Arc` (which storage may share, see `pod_name`). Each lookup takes the read
+        // lock on its own: held across the whole build, it would make a node update wait, and with it every
+        // reader queued behind that writer.
         let mut fresh = State::default();
-        {
-            let current = self.read();
-            for (namespace, name, labels) in pods {
-                let pod = fresh.make_pod(
-                    &namespace,
-                    &name,
-                    labels,
-                    current.pod_name(&namespace, &name),
-                );
-                fresh.insert_pod(pod);
-            }
+        for (namespace, name, labels) in pods {
+            let known = self.pod_name(&namespace, &name);
+            let pod = fresh.make_pod(&namespace, &name, labels, known);
+            fresh.insert_pod(pod);
         }
         for namespace in fresh.namespaces.values_mut() {
             namespace.shrink_label_index();
