@@ -166,6 +166,7 @@ fn report_allocations(name: &str, body: &[u8]) {
 fn bench_decode(c: &mut Criterion) {
     let bodies = [
         ("kind-2021-alpha-70-pods", KIND.to_vec()),
+        ("synthetic-30-pods-x2", synthetic_body(30, 2)),
         ("synthetic-110-pods-x3", synthetic_body(110, 3)),
         ("synthetic-10000-pods", synthetic_body(10_000, 1)),
     ];
@@ -258,13 +259,19 @@ criterion_group!(benches, bench_decode, bench_gunzip);
 
 /// `DECODE_BENCH_LOOP=<n>` decodes the kind body `n` times and exits, without criterion: run under
 /// `perf stat -e task-clock` to get CPU time per decode on a shared machine where wall time is inflated by others.
+/// `DECODE_BENCH_LOOP_BODY=30x2` loops over the synthetic 30-pod × 2-container body (the scale benchmark's shape)
+/// instead.
 fn main() {
     if let Some(n) = std::env::var("DECODE_BENCH_LOOP")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
+        let body = match std::env::var("DECODE_BENCH_LOOP_BODY").as_deref() {
+            Ok("30x2") => synthetic_body(30, 2),
+            _ => KIND.to_vec(),
+        };
         for _ in 0..n {
-            black_box(decode(black_box(KIND), NOW)).ok();
+            black_box(decode(black_box(&body), NOW)).ok();
         }
         return;
     }

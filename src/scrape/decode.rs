@@ -158,6 +158,14 @@ enum Family {
 }
 
 impl Family {
+    /// A family of per-container series (identified by `container`, `namespace` and `pod`).
+    fn is_container(self) -> bool {
+        matches!(
+            self,
+            Self::ContainerCpu | Self::ContainerMemory | Self::ContainerSwap | Self::ContainerStart
+        )
+    }
+
     /// Matches a used family name at the start of `line`, followed by `{`, a blank or the end of the line, and
     /// returns the text after the name. One or two byte checks pick the candidates, then one prefix compare.
     fn split_name(line: &[u8]) -> Option<(Self, &[u8])> {
@@ -206,6 +214,8 @@ struct Labels<'a> {
     container: Option<&'a [u8]>,
     namespace: Option<&'a [u8]>,
     pod: Option<&'a [u8]>,
+    /// One of the three values holds an escape (`\\`, `\"` or `\n`).
+    escaped: bool,
 }
 
 impl<'a> Labels<'a> {
@@ -227,7 +237,12 @@ impl<'a> Labels<'a> {
 /// One container being assembled; names are UTF-8-checked (still escaped) views into the body.
 struct Entry<'a> {
     key: Key<'a>,
+    /// The label set of the line that created the entry, from after its `{` through its `}`: a later line with the
+    /// same bytes there names the same container (see [`Builder::repeated_labels`]).
+    label_text: &'a [u8],
     names: [&'a str; 3],
+    /// A name holds an escape, so [`unescape`] has work to do.
+    escaped: bool,
     cpu: Option<CpuSample>,
     memory: Option<GaugeSample>,
     swap: Option<GaugeSample>,
@@ -283,9 +298,13 @@ impl<'a> Builder<'a> {
         let Some((family, rest)) = Family::split_name(line) else {
             return Ok(());
         };
-        let sample = parse_sample(rest)?;
-        let ts = sample.timestamp_ms.unwrap_or(self.default_timestamp_ms);
-        let v = sample.value;
+        if family.is_container() {
+            return self.container_line(family, rest);
+        }
+        // Node series carry no identifying labels; a label set is parsed for validity and ignored.
+        let (_, _, rest) = parse_label_set(rest)?;
+        let (v, ts) = parse_value_and_timestamp(rest)?;
+        let ts = ts.unwrap_or(self.default_timestamp_ms);
         match family {
             Family::NodeCpu => match seconds_to_ns(v) {
                 Some(ns) => {
@@ -329,62 +348,83 @@ impl<'a> Builder<'a> {
                     self.scrape_error = flag;
                 }
             }
-            Family::ContainerCpu => {
-                let Some((key, ns)) = self.accept(sample.labels, seconds_to_ns(v)) else {
-                    return Ok(());
-                };
-                self.entry(key)?.cpu = Some(CpuSample {
-                    cumulative_cpu_ns: ns,
-                    timestamp_ms: ts,
-                });
-            }
-            Family::ContainerMemory => {
-                let Some((key, bytes)) = self.accept(sample.labels, whole_bytes(v)) else {
-                    return Ok(());
-                };
-                self.entry(key)?.memory = Some(GaugeSample {
-                    bytes,
-                    timestamp_ms: ts,
-                });
-            }
-            Family::ContainerSwap => {
-                let Some((key, bytes)) = self.accept(sample.labels, whole_bytes(v)) else {
-                    return Ok(());
-                };
-                self.entry(key)?.swap = Some(GaugeSample {
-                    bytes,
-                    timestamp_ms: ts,
-                });
-            }
-            Family::ContainerStart => {
-                let Some((key, ms)) = self.accept(sample.labels, seconds_to_ms(v)) else {
-                    return Ok(());
-                };
-                self.entry(key)?.start_time_ms = Some(ms);
-            }
+            Family::ContainerCpu
+            | Family::ContainerMemory
+            | Family::ContainerSwap
+            | Family::ContainerStart => {}
         }
         Ok(())
     }
 
-    /// A container series is kept only with a full key and a valid value; otherwise it is counted as rejected.
-    fn accept<T>(&mut self, labels: Labels<'a>, value: Option<T>) -> Option<(Key<'a>, T)> {
-        match (labels.key(), value) {
-            (Some(key), Some(value)) => Some((key, value)),
+    /// Handles the text after the name of a container family's line.
+    fn container_line(&mut self, family: Family, rest: &'a [u8]) -> Result<(), &'static str> {
+        let (found, rest) = match self.repeated_labels(rest) {
+            Some(rest) => (Found::Entry(self.cursor), rest),
+            None => {
+                let (labels, label_text, rest) = parse_label_set(rest)?;
+                match labels.key() {
+                    Some(key) => (Found::New(key, label_text, labels.escaped), rest),
+                    None => (Found::Incomplete, rest),
+                }
+            }
+        };
+        let (v, ts) = parse_value_and_timestamp(rest)?;
+        let ts = ts.unwrap_or(self.default_timestamp_ms);
+        let gauge = |bytes| GaugeSample {
+            bytes,
+            timestamp_ms: ts,
+        };
+        let update = match family {
+            Family::ContainerCpu => seconds_to_ns(v).map(|ns| {
+                Update::Cpu(CpuSample {
+                    cumulative_cpu_ns: ns,
+                    timestamp_ms: ts,
+                })
+            }),
+            Family::ContainerMemory => whole_bytes(v).map(|b| Update::Memory(gauge(b))),
+            Family::ContainerSwap => whole_bytes(v).map(|b| Update::Swap(gauge(b))),
+            Family::ContainerStart => seconds_to_ms(v).map(Update::Start),
+            _ => None,
+        };
+        let (idx, update) = match (found, update) {
+            (Found::Entry(idx), Some(update)) => (idx, update),
+            (Found::New(key, label_text, escaped), Some(update)) => {
+                (self.find_or_insert(key, label_text, escaped)?, update)
+            }
+            // A series without a full key or with an invalid value is counted and dropped.
             _ => {
                 self.reject();
-                None
+                return Ok(());
             }
-        }
-    }
-
-    /// The entry for `key`, created if new.
-    fn entry(&mut self, key: Key<'a>) -> Result<&mut Entry<'a>, &'static str> {
-        let idx = self.find_or_insert(key)?;
+        };
         self.cursor = idx + 1;
-        Ok(&mut self.entries[idx])
+        let entry = &mut self.entries[idx];
+        match update {
+            Update::Cpu(cpu) => entry.cpu = Some(cpu),
+            Update::Memory(memory) => entry.memory = Some(memory),
+            Update::Swap(swap) => entry.swap = Some(swap),
+            Update::Start(ms) => entry.start_time_ms = Some(ms),
+        }
+        Ok(())
     }
 
-    fn find_or_insert(&mut self, key: Key<'a>) -> Result<usize, &'static str> {
+    /// The text after the label set when `rest` (the text after a container family's name) repeats, byte for
+    /// byte, the label set of the entry at the cursor.
+    ///
+    /// The kubelet writes every family in the same container order with the same label text, so after the first
+    /// family almost every line names the container at the cursor. Identical label text parses to the identical
+    /// key, so one comparison replaces the label parse and the key comparison.
+    fn repeated_labels(&self, rest: &'a [u8]) -> Option<&'a [u8]> {
+        let entry = self.entries.get(self.cursor)?;
+        rest.strip_prefix(b"{")?.strip_prefix(entry.label_text)
+    }
+
+    fn find_or_insert(
+        &mut self,
+        key: Key<'a>,
+        label_text: &'a [u8],
+        escaped: bool,
+    ) -> Result<usize, &'static str> {
         if self.entries.get(self.cursor).is_some_and(|e| e.key == key) {
             return Ok(self.cursor);
         }
@@ -393,19 +433,19 @@ impl<'a> Builder<'a> {
             if let Some(&idx) = index.get(&key) {
                 return Ok(idx);
             }
-            self.entries.push(Entry::new(key)?);
+            self.entries.push(Entry::new(key, label_text, escaped)?);
             index.insert(key, len);
             return Ok(len);
         }
         if self.entries.last().is_none_or(|last| last.key < key) {
-            self.entries.push(Entry::new(key)?);
+            self.entries.push(Entry::new(key, label_text, escaped)?);
             return Ok(len);
         }
         if let Ok(idx) = self.entries.binary_search_by(|e| e.key.cmp(&key)) {
             return Ok(idx);
         }
         // Out of the kubelet's order: keep `entries` append-only from here on and index it.
-        let entry = Entry::new(key)?;
+        let entry = Entry::new(key, label_text, escaped)?;
         let mut index: HashMap<Key<'a>, usize> =
             HashMap::with_capacity_and_hasher(len.saturating_mul(2).max(16), Default::default());
         index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.key, i)));
@@ -419,14 +459,23 @@ impl<'a> Builder<'a> {
         let mut containers: Vec<ContainerSample<'a>> = self
             .entries
             .into_iter()
-            .map(|e| ContainerSample {
-                container: unescape(e.names[0]),
-                namespace: unescape(e.names[1]),
-                pod: unescape(e.names[2]),
-                cpu: e.cpu,
-                memory: e.memory,
-                swap: e.swap,
-                start_time_ms: e.start_time_ms,
+            .map(|e| {
+                let name = |raw: &'a str| {
+                    if e.escaped {
+                        unescape(raw)
+                    } else {
+                        Cow::Borrowed(raw)
+                    }
+                };
+                ContainerSample {
+                    container: name(e.names[0]),
+                    namespace: name(e.names[1]),
+                    pod: name(e.names[2]),
+                    cpu: e.cpu,
+                    memory: e.memory,
+                    swap: e.swap,
+                    start_time_ms: e.start_time_ms,
+                }
             })
             .collect();
         // The kubelet's order is (container, namespace, pod): one sorted run per container name. The stable sort
@@ -476,18 +525,52 @@ impl ContainerSample<'_> {
 }
 
 impl<'a> Entry<'a> {
-    /// Checks the names are UTF-8 once, when a container is first seen.
-    fn new(key: Key<'a>) -> Result<Self, &'static str> {
+    /// Checks the names are UTF-8 once, when a container is first seen: one check of the whole label set (which
+    /// holds the three values, split at ASCII quotes, so each is UTF-8 when the set is), or three of the values
+    /// alone when another label's value is not UTF-8.
+    fn new(key: Key<'a>, label_text: &'a [u8], escaped: bool) -> Result<Self, &'static str> {
         let utf8 = |raw: &'a [u8]| std::str::from_utf8(raw).map_err(|_| "label value is not UTF-8");
+        let whole = std::str::from_utf8(label_text).ok();
+        let name = |raw: &'a [u8]| match whole.and_then(|text| sub_str(text, raw)) {
+            Some(name) => Ok(name),
+            None => utf8(raw),
+        };
         Ok(Self {
             key,
-            names: [utf8(key.container)?, utf8(key.namespace)?, utf8(key.pod)?],
+            label_text,
+            names: [name(key.container)?, name(key.namespace)?, name(key.pod)?],
+            escaped,
             cpu: None,
             memory: None,
             swap: None,
             start_time_ms: None,
         })
     }
+}
+
+/// `part` (a subslice of `text`'s bytes) as a `&str` of `text`; `None` when it is not within `text` or not on
+/// character boundaries.
+fn sub_str<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(start..start.checked_add(part.len())?)
+}
+
+/// The valid value of one container line.
+enum Update {
+    Cpu(CpuSample),
+    Memory(GaugeSample),
+    Swap(GaugeSample),
+    Start(TimestampMs),
+}
+
+/// How a container line's label set was resolved.
+enum Found<'a> {
+    /// The same label text as the entry at this index.
+    Entry(usize),
+    /// A full key (with its label text and escape flag) still to be looked up.
+    New(Key<'a>, &'a [u8], bool),
+    /// A label of the key is absent or empty.
+    Incomplete,
 }
 
 /// Resolves the (already validated) escapes `\\`, `\"`, `\n`; borrows when there are none.
@@ -511,13 +594,6 @@ fn unescape(raw: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The part of a line after the metric name.
-struct Sample<'a> {
-    labels: Labels<'a>,
-    value: f64,
-    timestamp_ms: Option<TimestampMs>,
-}
-
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -533,36 +609,51 @@ fn token(s: &[u8]) -> (&[u8], &[u8]) {
     s.split_at(end)
 }
 
-/// Parses `[{labels}] value [timestamp]` (the text after the metric name).
-fn parse_sample(rest: &[u8]) -> Result<Sample<'_>, &'static str> {
-    let (labels, rest) = match rest.split_first() {
-        Some((b'{', inner)) => parse_labels(inner)?,
-        _ => (Labels::default(), rest),
-    };
+/// Parses the optional `{labels}` after a metric name: the identifying labels, the label set's text after `{`
+/// through `}` (empty without one), and the text after it.
+fn parse_label_set(rest: &[u8]) -> Result<(Labels<'_>, &[u8], &[u8]), &'static str> {
+    match rest.split_first() {
+        Some((b'{', inner)) => {
+            let (labels, after) = parse_labels(inner)?;
+            Ok((labels, &inner[..inner.len() - after.len()], after))
+        }
+        _ => Ok((Labels::default(), &rest[..0], rest)),
+    }
+}
+
+/// Parses ` value [timestamp]` (the text after the label set).
+fn parse_value_and_timestamp(rest: &[u8]) -> Result<(f64, Option<TimestampMs>), &'static str> {
     let rest = skip_blanks(rest);
     if rest.is_empty() {
         return Err("missing value");
     }
-    let (value, rest) = token(rest);
-    let value = parse_go_float(value)?;
+    // One pass over the usual plain decimal; any other token (or one the fast path declines) is cut at the next
+    // blank and parsed in full.
+    let (value, rest) = match fast_decimal_prefix(rest) {
+        Some((value, len)) if rest.get(len).is_none_or(|&b| is_blank(b)) => (value, &rest[len..]),
+        _ => {
+            let (value, rest) = token(rest);
+            (parse_go_float(value)?, rest)
+        }
+    };
     let rest = skip_blanks(rest);
     if rest.is_empty() {
-        return Ok(Sample {
-            labels,
-            value,
-            timestamp_ms: None,
-        });
+        return Ok((value, None));
     }
-    let (ts, rest) = token(rest);
+    let digits = rest
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (ts, rest) = if rest.get(digits).is_none_or(|&b| is_blank(b)) {
+        rest.split_at(digits)
+    } else {
+        token(rest)
+    };
     let timestamp_ms = parse_timestamp_ms(ts)?;
     if !skip_blanks(rest).is_empty() {
         return Err("unexpected text after timestamp");
     }
-    Ok(Sample {
-        labels,
-        value,
-        timestamp_ms: Some(timestamp_ms),
-    })
+    Ok((value, Some(timestamp_ms)))
 }
 
 /// Parses a label set after its `{`, returning the three identifying labels and the text after `}`.
@@ -575,7 +666,7 @@ fn parse_labels(s: &[u8]) -> Result<(Labels<'_>, &[u8]), &'static str> {
             return Ok((labels, rest));
         }
         let (which, rest) = label_start(s)?;
-        let (value, rest) = label_value(rest)?;
+        let (value, escaped, rest) = label_value(rest)?;
         let slot = match which {
             Some(Identity::Container) => Some(&mut labels.container),
             Some(Identity::Namespace) => Some(&mut labels.namespace),
@@ -587,6 +678,7 @@ fn parse_labels(s: &[u8]) -> Result<(Labels<'_>, &[u8]), &'static str> {
                 return Err("duplicate label");
             }
             *slot = Some(value);
+            labels.escaped |= escaped;
         }
         s = skip_blanks(rest);
         match s.split_first() {
@@ -642,15 +734,16 @@ fn label_start(s: &[u8]) -> Result<(Option<Identity>, &[u8]), &'static str> {
     Ok((which, rest))
 }
 
-/// Scans a label value after its opening quote: returns the raw (escaped) value and the text after the closing quote.
-fn label_value(s: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+/// Scans a label value after its opening quote: returns the raw (escaped) value, whether it holds an escape, and
+/// the text after the closing quote.
+fn label_value(s: &[u8]) -> Result<(&[u8], bool, &[u8]), &'static str> {
     let mut i = 0;
     loop {
         match memchr::memchr2(b'"', b'\\', &s[i..]) {
             None => return Err("unterminated label value"),
             Some(off) if s[i + off] == b'"' => {
                 let end = i + off;
-                return Ok((&s[..end], &s[end + 1..]));
+                return Ok((&s[..end], i > 0, &s[end + 1..]));
             }
             Some(off) => {
                 let esc = i + off;
@@ -685,6 +778,12 @@ const POW10: [f64; 23] = [
 /// ≤ 10^22 both operands are exact, so one multiplication or division is correctly rounded, the same result as the
 /// full parser. `None` sends anything else (signs, NaN/Inf, long mantissas, big exponents) to `str::parse`.
 fn fast_decimal(tok: &[u8]) -> Option<f64> {
+    fast_decimal_prefix(tok).and_then(|(value, len)| (len == tok.len()).then_some(value))
+}
+
+/// [`fast_decimal`] of the longest decimal at the start of `tok`: the value and the bytes it took. The caller checks
+/// what follows (a value token must end there).
+fn fast_decimal_prefix(tok: &[u8]) -> Option<(f64, usize)> {
     let mut mantissa: u64 = 0;
     let mut digits = 0u32;
     let mut exp10: i32 = 0;
@@ -721,26 +820,27 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
             }
             _ => false,
         };
-        let exp_digits = &tok[i..];
-        if exp_digits.is_empty()
-            || exp_digits.len() > 3
-            || !exp_digits.iter().all(u8::is_ascii_digit)
-        {
+        let rest = &tok[i..];
+        let len = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if len == 0 || len > 3 {
             return None;
         }
-        let e = exp_digits
+        let e = rest[..len]
             .iter()
             .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
         exp10 += if negative { -e } else { e };
-        i = tok.len();
+        i += len;
     }
-    if i != tok.len() || mantissa > 1 << 53 {
+    if mantissa > 1 << 53 {
         return None;
     }
     // mantissa ≤ 2^53: the conversion is exact.
     let m = mantissa as f64;
     let pow = POW10.get(usize::try_from(exp10.unsigned_abs()).ok()?)?;
-    Some(if exp10 >= 0 { m * pow } else { m / pow })
+    Some((if exp10 >= 0 { m * pow } else { m / pow }, i))
 }
 
 /// Parses an integer millisecond timestamp; negative, signed, fractional or overflowing ones are malformed.
