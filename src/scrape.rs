@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cluster::{ClusterView, NodeInfo};
+use crate::cluster::{ClusterView, NodeInfo, ScrapeTarget};
 use crate::shutdown;
 use crate::telemetry::SelfMetrics;
 use crate::time;
@@ -415,13 +415,32 @@ impl Shared {
         // Fallback timestamp for samples without one: the wall clock just before sending (metrics-server's rule).
         let sent_at_ms = time::now_ms();
         let started = Instant::now();
-        let result = match self.client.fetch(target, body).await {
-            Ok(()) => decode::decode(body.body(), sent_at_ms).map_err(|source| Error::Decode {
-                address: kubelet::address(target),
-                source,
-            }),
-            Err(error) => Err(error),
-        };
+        // The body is decoded and stored inside `fetch` (it lives only for that call); a failed fetch is reported
+        // here.
+        let fetched = self
+            .client
+            .fetch(target, body, |bytes| {
+                let decoded = decode::decode(bytes, sent_at_ms).map_err(|source| Error::Decode {
+                    address: kubelet::address(target),
+                    source,
+                });
+                self.finish(job, target, started, sent_at_ms, decoded);
+            })
+            .await;
+        if let Err(error) = fetched {
+            self.finish(job, target, started, sent_at_ms, Err(error));
+        }
+    }
+
+    /// Counts, logs and stores the outcome of one scrape.
+    fn finish(
+        &self,
+        job: &Job,
+        target: &ScrapeTarget,
+        started: Instant,
+        sent_at_ms: time::TimestampMs,
+        result: Result<decode::NodeBatch<'_>, Error>,
+    ) {
         let elapsed = started.elapsed();
         // Exact: ms since 1970 fit f64's 53-bit mantissa until the year 287,396.
         let sent_at_seconds = sent_at_ms as f64 / 1000.0;

@@ -4,11 +4,14 @@
 //! Connections are kept per node (the scraper never overlaps two scrapes of one node, so one connection per kubelet
 //! is enough) in a small pool keyed by node name; idle ones are dropped by [`KubeletClient::prune_idle`]. The
 //! exchange itself is [`super::http1`], run inline on the scrape worker with its reusable [`BodyBuffer`], over
-//! [`super::tls`]'s unbuffered TLS stream, so an idle connection is only a socket and its TLS state. Every failure
+//! [`super::tls`]'s unbuffered TLS stream, so an idle connection is only a socket and its TLS state. A gzip answer
+//! is inflated into one buffer per thread (not per worker) and handed to the caller's closure without an await in
+//! between, so the inflated body and the inflater stay in that core's cache from one node to the next. Every failure
 //! is classified (connect, TLS, HTTP, timeout) and names the address dialled, which is what operators debugging
 //! x509 and 401/403 problems need. This module knows nothing of scheduling or decoding.
 
 use foldhash::HashMap;
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,6 +42,22 @@ const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 
 /// How much of a non-200 body is kept in the error: enough for the kubelet's `Forbidden (user=…, verb=…)` line.
 const ERROR_BODY_BYTES: usize = 200;
+
+/// A thread's inflated body is released after an answer larger than this (one huge body must not pin memory).
+const RETAINED_INFLATED_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// This thread's inflater and inflated body, reused by every scrape that runs on the thread (see the module
+    /// docs). Borrowed only for the synchronous inflate-and-use step of [`KubeletClient::fetch`].
+    static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::default());
+}
+
+/// An inflater and the body it inflated last.
+#[derive(Debug, Default)]
+struct Inflater {
+    gunzip: Gunzip,
+    body: Vec<u8>,
+}
 
 /// `User-Agent` sent to kubelets, so their logs show who is asking.
 const USER_AGENT_VALUE: &str = concat!("resource-metrics-server/", env!("CARGO_PKG_VERSION"));
@@ -176,15 +195,13 @@ struct Token {
 #[derive(Debug)]
 pub struct AcceptAnyServerCert(Arc<CryptoProvider>);
 
-/// A scrape worker's reusable buffers: the decoded body, the compressed bytes as received, and the inflater.
-/// Kept across scrapes so a steady state allocates nothing per body.
+/// A scrape worker's reusable buffers: the body as received (compressed or not), the read scratch and the request
+/// head. Kept across scrapes so a steady state allocates nothing per body.
 #[derive(Debug, Default)]
 pub struct BodyBuffer {
-    body: Vec<u8>,
     wire: Vec<u8>,
     scratch: Vec<u8>,
     request: Vec<u8>,
-    gunzip: Gunzip,
 }
 
 // === impl KubeletClient ===
@@ -216,24 +233,59 @@ impl KubeletClient {
         })
     }
 
-    /// Fetches `target`'s resource metrics into `body` (cleared first; decompressed), within the request timeout.
+    /// Fetches `target`'s resource metrics within the request timeout and returns what `use_body` makes of the
+    /// (decompressed) body.
     ///
-    /// `body` is the caller's reusable buffer ([`BodyBuffer::body`] holds the answer). On success the connection
-    /// goes back to the pool.
+    /// `buffer` is the caller's reusable buffer. `use_body` runs synchronously on the body, which lives only for the
+    /// call (see the module docs). On success the connection goes back to the pool.
     ///
     /// # Errors
     /// [`Error`] naming the address dialled: timeout, connect, TLS, HTTP, non-200 status (with the start of the
     /// body), body over the cap, or a corrupt gzip stream.
-    pub async fn fetch(&self, target: &ScrapeTarget, body: &mut BodyBuffer) -> Result<(), Error> {
+    pub async fn fetch<T>(
+        &self,
+        target: &ScrapeTarget,
+        buffer: &mut BodyBuffer,
+        use_body: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
         let started = Instant::now();
-        match tokio::time::timeout(self.inner.request_timeout, self.fetch_inner(target, body)).await
+        let gzip = match tokio::time::timeout(
+            self.inner.request_timeout,
+            self.fetch_inner(target, buffer),
+        )
+        .await
         {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                address: address(target),
-                elapsed: started.elapsed(),
-            }),
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    address: address(target),
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
+        if !gzip {
+            return Ok(use_body(&buffer.wire));
         }
+        let limit = self.inner.max_body_bytes;
+        let inflate = |inflater: &mut Inflater| {
+            inflater.body.clear();
+            let inflated = inflater
+                .gunzip
+                .decompress(&buffer.wire, &mut inflater.body, limit);
+            let result = match inflated {
+                Ok(()) => Ok(use_body(&inflater.body)),
+                Err(error) => Err(gunzip_error(target, error, limit)),
+            };
+            if inflater.body.capacity() > RETAINED_INFLATED_BYTES {
+                inflater.body = Vec::new();
+            }
+            result
+        };
+        INFLATER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut inflater) => inflate(&mut inflater),
+            // `use_body` fetched again on this thread (nothing does today): inflate into a buffer of its own.
+            Err(_) => inflate(&mut Inflater::default()),
+        })
     }
 
     /// Closes the pooled connection of `node`, if any (the node left).
@@ -249,11 +301,12 @@ impl KubeletClient {
         pool.len()
     }
 
+    /// The exchange: leaves the body as received in `buffer.wire` and returns whether it is gzip-encoded.
     async fn fetch_inner(
         &self,
         target: &ScrapeTarget,
         buffer: &mut BodyBuffer,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         self.request(target, &mut buffer.request)?;
         let limit = self.inner.max_body_bytes;
         let mut conn = match self.checkout(target) {
@@ -286,13 +339,12 @@ impl KubeletClient {
             },
         })?;
         if head.status != 200 {
-            return Err(status_error(target, head.status, head.gzip, buffer));
+            return Err(status_error(target, head.status, head.gzip, &buffer.wire));
         }
-        decoded_body(target, head.gzip, buffer, limit)?;
         if head.keep_alive {
             self.checkin(target, conn);
         }
-        Ok(())
+        Ok(head.gzip)
     }
 
     /// Writes the request head for `target` into `out`.
@@ -559,39 +611,32 @@ fn tls_config(config: &KubeletClientConfig) -> Result<ClientConfig, BuildError> 
     Ok(tls)
 }
 
-/// Turns the received bytes (`buffer.wire`) into the body (`buffer.body`): inflated when `gzip`, else moved.
-fn decoded_body(
-    target: &ScrapeTarget,
-    gzip: bool,
-    buffer: &mut BodyBuffer,
-    limit: usize,
-) -> Result<(), Error> {
-    buffer.body.clear();
-    if !gzip {
-        std::mem::swap(&mut buffer.body, &mut buffer.wire);
-        return Ok(());
-    }
-    match buffer
-        .gunzip
-        .decompress(&buffer.wire, &mut buffer.body, limit)
-    {
-        Ok(()) => Ok(()),
-        Err(GunzipError::TooLarge(_)) => Err(Error::BodyTooLarge {
+/// The scrape error for a body that would not inflate.
+fn gunzip_error(target: &ScrapeTarget, error: GunzipError, limit: usize) -> Error {
+    match error {
+        GunzipError::TooLarge(_) => Error::BodyTooLarge {
             address: address(target),
             limit,
-        }),
-        Err(error @ GunzipError::Invalid(_)) => Err(Error::Decompress {
+        },
+        error @ GunzipError::Invalid(_) => Error::Decompress {
             address: address(target),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
-        }),
+        },
     }
 }
 
 /// The error for a non-200 answer, with the start of its body: the kubelet's reason (401/403 messages matter to
 /// operators). Best effort: an undecodable body gives what could be decoded.
-fn status_error(target: &ScrapeTarget, status: u16, gzip: bool, buffer: &mut BodyBuffer) -> Error {
-    let _ = decoded_body(target, gzip, buffer, ERROR_BODY_BYTES);
-    let snippet = &buffer.body[..buffer.body.len().min(ERROR_BODY_BYTES)];
+fn status_error(target: &ScrapeTarget, status: u16, gzip: bool, wire: &[u8]) -> Error {
+    let mut inflated = Vec::new();
+    let raw = if gzip {
+        // A rare path: a fresh inflater, capped at the snippet's length.
+        let _ = Gunzip::default().decompress(wire, &mut inflated, ERROR_BODY_BYTES);
+        &inflated[..]
+    } else {
+        wire
+    };
+    let snippet = &raw[..raw.len().min(ERROR_BODY_BYTES)];
     let body = String::from_utf8_lossy(snippet).trim().to_owned();
     Error::Status {
         address: address(target),
@@ -603,16 +648,13 @@ fn status_error(target: &ScrapeTarget, status: u16, gzip: bool, buffer: &mut Bod
 // === impl BodyBuffer ===
 
 impl BodyBuffer {
-    /// The (decompressed) body of the last successful fetch.
-    pub fn body(&self) -> &[u8] {
-        &self.body
+    /// The body of the last exchange as received (still compressed when it was gzip-encoded).
+    pub fn received(&self) -> &[u8] {
+        &self.wire
     }
 
     /// Releases the buffers when either grew past `bytes` (one huge answer must not pin memory).
     pub fn shrink_past(&mut self, bytes: usize) {
-        if self.body.capacity() > bytes {
-            self.body = Vec::new();
-        }
         if self.wire.capacity() > bytes {
             self.wire = Vec::new();
         }
