@@ -9,7 +9,10 @@
 
 mod self_metrics;
 
-pub use self_metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, SelfMetrics, tick_buckets};
+pub use self_metrics::{
+    CHUNK_BYTES as METRICS_CHUNK_BYTES, CONTENT_TYPE as METRICS_CONTENT_TYPE, Exposition,
+    SelfMetrics, tick_buckets,
+};
 
 use std::io::IsTerminal as _;
 
