@@ -501,11 +501,13 @@ async fn respond<S: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
+/// Gzip at the default level, as a kubelet answers: its handler is client_golang's `promhttp`, whose writer pool
+/// holds `gzip.NewWriter` (Go's `DefaultCompression`).
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 4),
-        flate2::Compression::fast(),
+        flate2::Compression::default(),
     );
     encoder.write_all(data)?;
     encoder.finish()
