@@ -306,6 +306,10 @@ fn sample_key<'a>(c: &'a ContainerSample<'_>) -> (&'a str, &'a str, &'a str) {
 
 /// Sorts containers by (namespace, pod, container) if the decoder did not, keeping the last of duplicates.
 fn normalise(containers: &mut Vec<ContainerSample<'_>>) {
+    // The decoder's order (strictly increasing: sorted, one entry per container) needs nothing else.
+    if containers.is_sorted_by(|a, b| sample_key(a) < sample_key(b)) {
+        return;
+    }
     if !containers.is_sorted_by(|a, b| sample_key(a) <= sample_key(b)) {
         containers.sort_by(|a, b| sample_key(a).cmp(&sample_key(b)));
     }
@@ -361,17 +365,20 @@ pub(crate) fn build(
         let group = &containers[start..start + len];
         start += len;
 
-        while let Some(gone) = old_pods
-            .get(next_old)
-            .filter(|o| (&*o.namespace, &*o.name) < (namespace, pod))
-        {
-            withdraw(gone);
-            next_old += 1;
+        // Usually the next old pod is this one: one equality test, and the ordering only when it is not.
+        let is_this = |o: &&PodState| &*o.name == pod && &*o.namespace == namespace;
+        let mut matched = old_pods.get(next_old).filter(is_this);
+        if matched.is_none() {
+            while let Some(gone) = old_pods
+                .get(next_old)
+                .filter(|o| (&*o.namespace, &*o.name) < (namespace, pod))
+            {
+                withdraw(gone);
+                next_old += 1;
+            }
+            matched = old_pods.get(next_old).filter(is_this);
         }
         let old_at = next_old;
-        let matched = old_pods
-            .get(next_old)
-            .filter(|o| &*o.namespace == namespace && &*o.name == pod);
         if matched.is_some() {
             next_old += 1;
         }
@@ -461,15 +468,21 @@ fn build_pod(
                 None,
             );
         };
-        while old_containers
-            .get(next_old)
-            .is_some_and(|o| *o.name < *sample.container)
-        {
+        let is_this = |o: &&ContainerState| *o.name == *sample.container;
+        let mut matched = old_containers.get(next_old).filter(is_this);
+        if matched.is_none() {
+            while old_containers
+                .get(next_old)
+                .is_some_and(|o| *o.name < *sample.container)
+            {
+                next_old += 1;
+            }
+            matched = old_containers.get(next_old).filter(is_this);
+        }
+        // Samples are strictly increasing by name (see `normalise`): a matched old container is used once.
+        if matched.is_some() {
             next_old += 1;
         }
-        let matched = old_containers
-            .get(next_old)
-            .filter(|o| *o.name == *sample.container);
         let name = match matched {
             Some(o) => Arc::clone(&o.name),
             None => interner.intern(&sample.container),
