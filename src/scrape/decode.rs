@@ -640,16 +640,16 @@ fn parse_value_and_timestamp(rest: &[u8]) -> Result<(f64, Option<TimestampMs>), 
     if rest.is_empty() {
         return Ok((value, None));
     }
-    let digits = rest
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let (ts, rest) = if rest.get(digits).is_none_or(|&b| is_blank(b)) {
-        rest.split_at(digits)
-    } else {
-        token(rest)
+    let (digits, ms) = leading_digits(rest);
+    let ends = rest.get(digits).is_none_or(|&b| is_blank(b));
+    let (timestamp_ms, rest) = match TimestampMs::try_from(ms) {
+        // Up to 18 digits cannot overflow i64 (10^18 − 1 < i64::MAX).
+        Ok(ms) if ends && (1..=18).contains(&digits) => (ms, &rest[digits..]),
+        _ => {
+            let (ts, rest) = token(rest);
+            (parse_timestamp_ms(ts)?, rest)
+        }
     };
-    let timestamp_ms = parse_timestamp_ms(ts)?;
     if !skip_blanks(rest).is_empty() {
         return Err("unexpected text after timestamp");
     }
@@ -784,29 +784,24 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
 /// [`fast_decimal`] of the longest decimal at the start of `tok`: the value and the bytes it took. The caller checks
 /// what follows (a value token must end there).
 fn fast_decimal_prefix(tok: &[u8]) -> Option<(f64, usize)> {
-    let mut mantissa: u64 = 0;
-    let mut digits = 0u32;
-    let mut exp10: i32 = 0;
-    let mut i = 0;
-    let mut after_point = false;
-    while let Some(&b) = tok.get(i) {
-        match b {
-            b'0'..=b'9' => {
-                if digits == 19 {
-                    return None;
-                }
-                mantissa = mantissa * 10 + u64::from(b - b'0');
-                digits += 1;
-                exp10 -= i32::from(after_point);
-            }
-            b'.' if !after_point => after_point = true,
-            _ => break,
+    let (int_len, int_value) = leading_digits(tok);
+    let (mut i, frac_len, frac_value) = match tok.get(int_len) {
+        Some(b'.') => {
+            let (len, value) = leading_digits(&tok[int_len + 1..]);
+            (int_len + 1 + len, len, value)
         }
-        i += 1;
-    }
-    if digits == 0 {
+        _ => (int_len, 0, 0),
+    };
+    let digits = int_len + frac_len;
+    // At most 19 digits: the mantissa stays below 10^19 < 2^64.
+    if digits == 0 || digits > 19 {
         return None;
     }
+    let frac_len = u32::try_from(frac_len).ok()?;
+    let mantissa = int_value
+        .checked_mul(10_u64.checked_pow(frac_len)?)?
+        .checked_add(frac_value)?;
+    let mut exp10 = -i32::try_from(frac_len).ok()?;
     if let Some(b'e' | b'E') = tok.get(i) {
         i += 1;
         let negative = match tok.get(i) {
@@ -841,6 +836,46 @@ fn fast_decimal_prefix(tok: &[u8]) -> Option<(f64, usize)> {
     let m = mantissa as f64;
     let pow = POW10.get(usize::try_from(exp10.unsigned_abs()).ok()?)?;
     Some((if exp10 >= 0 { m * pow } else { m / pow }, i))
+}
+
+/// The run of ASCII digits at the start of `s`: its length, and its value (meaningful for up to 19 digits; longer
+/// runs wrap). Eight digits at a time while they last.
+fn leading_digits(s: &[u8]) -> (usize, u64) {
+    let mut len = 0;
+    let mut value: u64 = 0;
+    while let Some(chunk) = s
+        .get(len..len + 8)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+    {
+        let Some(eight) = eight_digits(chunk) else {
+            break;
+        };
+        value = value.wrapping_mul(100_000_000).wrapping_add(eight);
+        len += 8;
+    }
+    while let Some(&b) = s.get(len).filter(|b| b.is_ascii_digit()) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        len += 1;
+    }
+    (len, value)
+}
+
+/// The value of eight ASCII digits (first digit most significant), or `None` when one byte is not a digit.
+///
+/// One word at a time: a byte is a digit exactly when neither `b − 0x30` borrows nor `b + 0x46` reaches 0x80, so
+/// no byte of an all-digit word carries into another; the digits are then paired, pairs into fours, fours into
+/// eight (the classic multiply-and-shift combination).
+fn eight_digits(chunk: [u8; 8]) -> Option<u64> {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let word = u64::from_le_bytes(chunk);
+    let below = word.wrapping_sub(0x3030_3030_3030_3030);
+    let above = word.wrapping_add(0x4646_4646_4646_4646);
+    if (below | above) & HIGH_BITS != 0 {
+        return None;
+    }
+    let pairs = ((word & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(10 * 256 + 1)) >> 8;
+    let fours = ((pairs & 0x00FF_00FF_00FF_00FF).wrapping_mul(100 * 65_536 + 1)) >> 16;
+    Some(((fours & 0x0000_FFFF_0000_FFFF).wrapping_mul(10_000 * (1 << 32) + 1)) >> 32)
 }
 
 /// Parses an integer millisecond timestamp; negative, signed, fractional or overflowing ones are malformed.

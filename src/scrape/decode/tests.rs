@@ -694,3 +694,41 @@ fn the_decimal_fast_path_agrees_bit_for_bit_with_the_std_parser() {
         }
     }
 }
+
+#[test]
+fn digit_runs_read_eight_at_a_time_agree_with_a_byte_loop() {
+    let naive = |s: &[u8]| {
+        let len = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        let value = s[..len].iter().fold(0_u64, |acc, &d| {
+            acc.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+        });
+        (len, value)
+    };
+    // Every byte value at every position of a 12-digit run, and random runs of every length up to 24.
+    let base = *b"123456789012";
+    for pos in 0..base.len() {
+        for byte in 0..=u8::MAX {
+            let mut s = base;
+            s[pos] = byte;
+            assert_eq!(leading_digits(&s), naive(&s), "{s:?}");
+        }
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = usize::try_from(seed % 25).unwrap();
+        let mut s: Vec<u8> = (0..len)
+            .map(|i| b'0' + u8::try_from((seed >> (i % 60)) % 10).unwrap())
+            .collect();
+        s.push(if seed & 1 == 0 { b' ' } else { b'.' });
+        s.extend_from_slice(b"99");
+        assert_eq!(leading_digits(&s), naive(&s), "{s:?}");
+    }
+    assert_eq!(eight_digits(*b"00000000"), Some(0));
+    assert_eq!(eight_digits(*b"99999999"), Some(99_999_999));
+    assert_eq!(eight_digits(*b"17507057"), Some(17_507_057));
+    assert_eq!(eight_digits(*b"1750705/"), None);
+    assert_eq!(eight_digits(*b":7507057"), None);
+}
