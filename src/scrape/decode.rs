@@ -234,9 +234,10 @@ impl<'a> Labels<'a> {
     }
 }
 
-/// One container being assembled; names are UTF-8-checked (still escaped) views into the body.
+/// One container being assembled; names are UTF-8-checked (still escaped) views into the body. `Copy`, and its key
+/// is read from its names, so that entries stay small to push and to order.
+#[derive(Clone, Copy)]
 struct Entry<'a> {
-    key: Key<'a>,
     /// The label set of the line that created the entry, from after its `{` through its `}`: a later line with the
     /// same bytes there names the same container (see [`Builder::repeated_labels`]).
     label_text: &'a [u8],
@@ -425,7 +426,11 @@ impl<'a> Builder<'a> {
         label_text: &'a [u8],
         escaped: bool,
     ) -> Result<usize, &'static str> {
-        if self.entries.get(self.cursor).is_some_and(|e| e.key == key) {
+        if self
+            .entries
+            .get(self.cursor)
+            .is_some_and(|e| e.key() == key)
+        {
             return Ok(self.cursor);
         }
         let len = self.entries.len();
@@ -437,18 +442,18 @@ impl<'a> Builder<'a> {
             index.insert(key, len);
             return Ok(len);
         }
-        if self.entries.last().is_none_or(|last| last.key < key) {
+        if self.entries.last().is_none_or(|last| last.key() < key) {
             self.entries.push(Entry::new(key, label_text, escaped)?);
             return Ok(len);
         }
-        if let Ok(idx) = self.entries.binary_search_by(|e| e.key.cmp(&key)) {
+        if let Ok(idx) = self.entries.binary_search_by(|e| e.key().cmp(&key)) {
             return Ok(idx);
         }
         // Out of the kubelet's order: keep `entries` append-only from here on and index it.
         let entry = Entry::new(key, label_text, escaped)?;
         let mut index: HashMap<Key<'a>, usize> =
             HashMap::with_capacity_and_hasher(len.saturating_mul(2).max(16), Default::default());
-        index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.key, i)));
+        index.extend(self.entries.iter().enumerate().map(|(i, e)| (e.key(), i)));
         index.insert(key, len);
         self.entries.push(entry);
         self.index = Some(index);
@@ -456,33 +461,48 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(self) -> NodeBatch<'a> {
-        let mut containers: Vec<ContainerSample<'a>> = self
-            .entries
-            .into_iter()
-            .map(|e| {
-                let name = |raw: &'a str| {
-                    if e.escaped {
-                        unescape(raw)
-                    } else {
-                        Cow::Borrowed(raw)
-                    }
-                };
-                ContainerSample {
-                    container: name(e.names[0]),
-                    namespace: name(e.names[1]),
-                    pod: name(e.names[2]),
-                    cpu: e.cpu,
-                    memory: e.memory,
-                    swap: e.swap,
-                    start_time_ms: e.start_time_ms,
+        let sample = |e: &Entry<'a>| {
+            let name = |raw: &'a str| {
+                if e.escaped {
+                    unescape(raw)
+                } else {
+                    Cow::Borrowed(raw)
                 }
-            })
-            .collect();
-        // The kubelet's order is (container, namespace, pod): one sorted run per container name. The stable sort
-        // finds and merges those runs instead of partitioning from scratch.
-        containers.sort_by(|a, b| {
-            (&*a.namespace, &*a.pod, &*a.container).cmp(&(&*b.namespace, &*b.pod, &*b.container))
-        });
+            };
+            ContainerSample {
+                container: name(e.names[0]),
+                namespace: name(e.names[1]),
+                pod: name(e.names[2]),
+                cpu: e.cpu,
+                memory: e.memory,
+                swap: e.swap,
+                start_time_ms: e.start_time_ms,
+            }
+        };
+        let order = |e: &Entry<'a>| (e.names[1], e.names[2], e.names[0]);
+        // The kubelet's order is (container, namespace, pod): one sorted run per container name. The stable sorts
+        // find and merge those runs instead of partitioning from scratch.
+        let containers = if self.entries.iter().any(|e| e.escaped) {
+            // Escapes change names, and so maybe their order: sort what they unescape to.
+            let mut containers: Vec<ContainerSample<'a>> =
+                self.entries.iter().map(sample).collect();
+            containers.sort_by(|a, b| {
+                (&*a.namespace, &*a.pod, &*a.container).cmp(&(
+                    &*b.namespace,
+                    &*b.pod,
+                    &*b.container,
+                ))
+            });
+            containers
+        } else {
+            // Raw names are the names: order positions (one word each), then build each sample once.
+            let mut positions: Vec<usize> = (0..self.entries.len()).collect();
+            positions.sort_by(|&a, &b| order(&self.entries[a]).cmp(&order(&self.entries[b])));
+            positions
+                .iter()
+                .map(|&i| sample(&self.entries[i]))
+                .collect()
+        };
         NodeBatch {
             node: self.node,
             containers,
@@ -525,6 +545,16 @@ impl ContainerSample<'_> {
 }
 
 impl<'a> Entry<'a> {
+    /// The raw key: the names' bytes (UTF-8-checked, still escaped).
+    fn key(&self) -> Key<'a> {
+        let [container, namespace, pod] = self.names;
+        Key {
+            container: container.as_bytes(),
+            namespace: namespace.as_bytes(),
+            pod: pod.as_bytes(),
+        }
+    }
+
     /// Checks the names are UTF-8 once, when a container is first seen: one check of the whole label set (which
     /// holds the three values, split at ASCII quotes, so each is UTF-8 when the set is), or three of the values
     /// alone when another label's value is not UTF-8.
@@ -536,7 +566,6 @@ impl<'a> Entry<'a> {
             None => utf8(raw),
         };
         Ok(Self {
-            key,
             label_text,
             names: [name(key.container)?, name(key.namespace)?, name(key.pod)?],
             escaped,
