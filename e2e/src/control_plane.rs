@@ -696,42 +696,100 @@ pub(crate) struct Selection {
     pub(crate) nodes: Vec<Arc<Node>>,
     /// The selected pods (empty unless listing pods).
     pub(crate) pods: Vec<Arc<Pod>>,
+    /// Objects passing the filter after the selected page.
+    pub(crate) remaining: usize,
+}
+
+/// Which slice of the filtered objects a list returns: `limit` objects from `offset` (kube-apiserver's chunked
+/// lists, `?limit=` and `?continue=`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Page {
+    offset: usize,
+    limit: Option<usize>,
+}
+
+impl Page {
+    /// Every object.
+    pub(crate) const ALL: Self = Self {
+        offset: 0,
+        limit: None,
+    };
+
+    fn take<T>(self, all: Vec<T>) -> (Vec<T>, usize) {
+        let total = all.len();
+        let page: Vec<T> = all
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect();
+        let remaining = total.saturating_sub(self.offset).saturating_sub(page.len());
+        (page, remaining)
+    }
+}
+
+/// A continue token: opaque to clients, like kube-apiserver's (base64 of a small JSON document). Ours holds the
+/// snapshot's resource version and the offset of the next object; the model keeps no history, so a token from
+/// an older resource version answers 410 Expired, as kube-apiserver does once that revision is compacted.
+fn continue_token(rv: u64, offset: usize) -> String {
+    use base64::Engine as _;
+    let doc = serde_json::json!({"v": "meta.k8s.io/v1", "rv": rv, "start": offset});
+    base64::engine::general_purpose::STANDARD.encode(doc.to_string())
+}
+
+/// The (resource version, offset) in a continue token.
+fn parse_continue(token: &str) -> Option<(u64, usize)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let doc: Value = serde_json::from_slice(&bytes).ok()?;
+    let rv = doc.get("rv")?.as_u64()?;
+    let start = usize::try_from(doc.get("start")?.as_u64()?).ok()?;
+    Some((rv, start))
 }
 
 /// Full JSON of every object of `kind` passing `filter`, with the resource version they were read at.
-pub(crate) fn select(shared: &Shared, kind: Kind, filter: &Filter) -> Selection {
+pub(crate) fn select(shared: &Shared, kind: Kind, filter: &Filter, page: Page) -> Selection {
     let (rv, nodes, pods) = shared.model.snapshot();
     match kind {
         Kind::Node => {
-            let nodes: Vec<Arc<Node>> = nodes.into_iter().filter(|n| filter.node(n)).collect();
+            let (nodes, remaining) =
+                page.take(nodes.into_iter().filter(|n| filter.node(n)).collect());
             Selection {
                 rv,
                 items: nodes.iter().map(|n| objects::node_json(n)).collect(),
                 nodes,
                 pods: Vec::new(),
+                remaining,
             }
         }
         Kind::Pod => {
-            let pods: Vec<Arc<Pod>> = pods.into_iter().filter(|p| filter.pod(p)).collect();
+            let (pods, remaining) = page.take(pods.into_iter().filter(|p| filter.pod(p)).collect());
             Selection {
                 rv,
                 items: pods.iter().map(|p| objects::pod_json(p)).collect(),
                 nodes: Vec::new(),
                 pods,
+                remaining,
             }
         }
         Kind::ConfigMap => {
-            let items = shared
-                .configmaps
-                .iter()
-                .filter(|c| filter.configmap(c))
-                .map(objects::configmap_json)
-                .collect();
+            let (configmaps, remaining) = page.take(
+                shared
+                    .configmaps
+                    .iter()
+                    .filter(|c| filter.configmap(c))
+                    .collect(),
+            );
             Selection {
                 rv,
-                items,
+                items: configmaps
+                    .into_iter()
+                    .map(objects::configmap_json)
+                    .collect(),
                 nodes: Vec::new(),
                 pods: Vec::new(),
+                remaining,
             }
         }
     }
@@ -759,12 +817,45 @@ fn collection(
         }
         return watch::serve(shared.clone(), kind, filter, format, query);
     }
+    // Chunked lists: `limit` objects per answer, then a continue token for the rest (gets of one object ignore
+    // both, as kube-apiserver does).
+    let limit = match query_value(query, "limit").filter(|_| name.is_none()) {
+        None => None,
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => return bad_request(&format!("invalid limit: {text}")),
+        },
+    };
+    let offset = match query_value(query, "continue").filter(|t| !t.is_empty() && name.is_none()) {
+        None => 0,
+        Some(token) => match parse_continue(token) {
+            None => {
+                return bad_request(&format!(
+                    "continue key is not valid: illegal base64 data or JSON: {token}"
+                ));
+            }
+            Some((rv, start)) if rv == shared.model.snapshot().0 => start,
+            Some(_) => {
+                return status_response(
+                    StatusCode::GONE,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can \
+                     start a new list without the continue parameter.",
+                    None,
+                );
+            }
+        },
+    };
+    let page = Page { offset, limit };
     let Selection {
         rv,
         items,
         nodes,
         pods,
-    } = select(shared, kind, &filter);
+        remaining,
+    } = select(shared, kind, &filter, page);
+    let next = (remaining > 0).then(|| continue_token(rv, offset + items.len()));
     if let Some(name) = name {
         let found = items
             .into_iter()
@@ -817,12 +908,24 @@ fn collection(
             ),
         };
     }
+    // kube-apiserver gives `remainingItemCount` only for lists without a selector.
+    let unfiltered = query_value(query, "labelSelector").is_none_or(str::is_empty)
+        && query_value(query, "fieldSelector").is_none_or(str::is_empty);
+    let paged = |mut list: Value| {
+        if let Some(token) = &next {
+            list["metadata"]["continue"] = Value::from(token.clone());
+            if unfiltered {
+                list["metadata"]["remainingItemCount"] = Value::from(remaining);
+            }
+        }
+        list
+    };
     match format {
-        ObjectFormat::Json => ok_json(&objects::list(kind_name, rv, items)),
+        ObjectFormat::Json => ok_json(&paged(objects::list(kind_name, rv, items))),
         ObjectFormat::Metadata(v) => json_response(
             StatusCode::OK,
             &format!("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v={v}"),
-            &objects::metadata_list(v, rv, &items),
+            &paged(objects::metadata_list(v, rv, &items)),
         ),
         ObjectFormat::Table(v) => {
             let now = now_ms();
@@ -843,7 +946,7 @@ fn collection(
                         .collect::<Vec<_>>(),
                 ),
             };
-            table_response(v, &table)
+            table_response(v, &paged(table))
         }
     }
 }

@@ -929,3 +929,91 @@ async fn a_thousand_node_cluster_serves_every_kubelet_and_lists_every_pod() {
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3_000);
 }
+
+#[tokio::test]
+async fn lists_come_in_chunks_with_continue_tokens_like_kube_apiserver() {
+    let cluster = Cluster::start_with(ClusterSpec::uniform(3, 4), ClusterOptions::default())
+        .await
+        .unwrap();
+    let get = |path: String| {
+        let cluster = &cluster;
+        async move {
+            let (status, body) = cluster.api_get(&path, "application/json").await.unwrap();
+            let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (status, list)
+        }
+    };
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}/{}",
+                    i["metadata"]["namespace"].as_str().unwrap(),
+                    i["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (status, whole) = get("/api/v1/pods".to_owned()).await;
+    assert_eq!(status, 200);
+    let all = names(&whole);
+    assert_eq!(all.len(), 12);
+    assert!(whole["metadata"].get("continue").is_none());
+
+    // Pages of 5: 5 + 5 + 2, each but the last with a token and the count left.
+    let mut paged = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            None => "/api/v1/pods?limit=5".to_owned(),
+            Some(t) => format!("/api/v1/pods?limit=5&continue={}", urlencode(t)),
+        };
+        let (status, page) = get(path).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        paged.extend(names(&page));
+        match page["metadata"]["continue"].as_str() {
+            Some(next) => {
+                assert_eq!(
+                    page["metadata"]["remainingItemCount"].as_u64(),
+                    Some(12 - paged.len() as u64)
+                );
+                token = Some(next.to_owned());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(paged, all);
+
+    // A selector hides the remaining count; a token from before a change is expired (410).
+    let (_, first) =
+        get("/api/v1/pods?limit=5&fieldSelector=status.phase%3DRunning".to_owned()).await;
+    assert!(first["metadata"]["remainingItemCount"].is_null(), "{first}");
+    let stale = first["metadata"]["continue"].as_str().unwrap().to_owned();
+    cluster
+        .model()
+        .add_pod(
+            pod("default", "late-1")
+                .on("node-0")
+                .container(container("app")),
+        )
+        .unwrap();
+    let (status, expired) = get(format!(
+        "/api/v1/pods?limit=5&continue={}",
+        urlencode(&stale)
+    ))
+    .await;
+    assert_eq!(status, 410, "{expired}");
+    assert_eq!(expired["reason"], "Expired");
+    let (status, _) = get("/api/v1/pods?limit=5&continue=not-a-token".to_owned()).await;
+    assert_eq!(status, 400);
+}
+
+fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

@@ -67,7 +67,8 @@ pub(crate) fn serve(
     let start_rv = match requested_rv {
         Some(rv) if !send_initial => rv,
         _ => {
-            let super::Selection { rv, items, .. } = select(&shared, kind, &filter);
+            let super::Selection { rv, items, .. } =
+                select(&shared, kind, &filter, super::Page::ALL);
             for item in items {
                 pending.push_back(event_line("ADDED", &render(&item, format)));
             }
