@@ -127,6 +127,17 @@ pub(crate) struct Shared {
     token_reviews: AtomicU64,
     access_reviews: AtomicU64,
     log: Mutex<Vec<RequestRecord>>,
+    /// The selection of the last chunked list, for its next chunks (see [`select`]).
+    listed: Mutex<Option<Listed>>,
+}
+
+/// What a chunked list selected: later chunks at the same resource version slice it instead of filtering the
+/// whole model again (600,000 pods in 1,200 chunks at 20,000 nodes).
+struct Listed {
+    key: String,
+    rv: u64,
+    nodes: Arc<Vec<Arc<Node>>>,
+    pods: Arc<Vec<Arc<Pod>>>,
 }
 
 /// Kinds of objects served.
@@ -191,6 +202,7 @@ impl ControlPlane {
             token_reviews: AtomicU64::new(0),
             access_reviews: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
+            listed: Mutex::new(None),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(
@@ -727,6 +739,68 @@ impl Page {
     }
 }
 
+/// One chunk of a node or pod list, from the selection kept for the list's resource version and filter.
+fn select_chunk(shared: &Shared, kind: Kind, filter: &Filter, page: Page) -> Selection {
+    let key = format!("{kind:?} {filter:?}");
+    let rv = shared.model.resource_version();
+    let mut listed = shared.listed.lock().unwrap_or_else(PoisonError::into_inner);
+    let fresh = listed.as_ref().is_some_and(|l| l.key == key && l.rv == rv);
+    if !fresh {
+        let (rv, nodes, pods) = shared.model.snapshot();
+        *listed = Some(Listed {
+            key,
+            rv,
+            nodes: Arc::new(nodes.into_iter().filter(|n| filter.node(n)).collect()),
+            pods: Arc::new(pods.into_iter().filter(|p| filter.pod(p)).collect()),
+        });
+    }
+    let Some(Listed {
+        rv, nodes, pods, ..
+    }) = listed.as_ref()
+    else {
+        return Selection {
+            rv,
+            items: Vec::new(),
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            remaining: 0,
+        };
+    };
+    let (rv, nodes, pods) = (*rv, nodes.clone(), pods.clone());
+    drop(listed);
+    let slice = |len: usize| {
+        let start = page.offset.min(len);
+        let end = start
+            .saturating_add(page.limit.unwrap_or(usize::MAX))
+            .min(len);
+        (start..end, len - end)
+    };
+    match kind {
+        Kind::Node => {
+            let (range, remaining) = slice(nodes.len());
+            let nodes = nodes[range].to_vec();
+            Selection {
+                rv,
+                items: nodes.iter().map(|n| objects::node_json(n)).collect(),
+                nodes,
+                pods: Vec::new(),
+                remaining,
+            }
+        }
+        _ => {
+            let (range, remaining) = slice(pods.len());
+            let pods = pods[range].to_vec();
+            Selection {
+                rv,
+                items: pods.iter().map(|p| objects::pod_json(p)).collect(),
+                nodes: Vec::new(),
+                pods,
+                remaining,
+            }
+        }
+    }
+}
+
 /// A continue token: opaque to clients, like kube-apiserver's (base64 of a small JSON document). Ours holds the
 /// snapshot's resource version and the offset of the next object; the model keeps no history, so a token from
 /// an older resource version answers 410 Expired, as kube-apiserver does once that revision is compacted.
@@ -750,6 +824,9 @@ fn parse_continue(token: &str) -> Option<(u64, usize)> {
 
 /// Full JSON of every object of `kind` passing `filter`, with the resource version they were read at.
 pub(crate) fn select(shared: &Shared, kind: Kind, filter: &Filter, page: Page) -> Selection {
+    if page.limit.is_some() && kind != Kind::ConfigMap {
+        return select_chunk(shared, kind, filter, page);
+    }
     let (rv, nodes, pods) = shared.model.snapshot();
     match kind {
         Kind::Node => {
@@ -835,7 +912,7 @@ fn collection(
                     "continue key is not valid: illegal base64 data or JSON: {token}"
                 ));
             }
-            Some((rv, start)) if rv == shared.model.snapshot().0 => start,
+            Some((rv, start)) if rv == shared.model.resource_version() => start,
             Some(_) => {
                 return status_response(
                     StatusCode::GONE,
