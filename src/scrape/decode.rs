@@ -844,17 +844,12 @@ fn fast_decimal_prefix(tok: &[u8]) -> Option<(f64, usize)> {
             }
             _ => false,
         };
-        let rest = &tok[i..];
-        let len = rest
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let (len, e) = leading_digits(&tok[i..]);
         if len == 0 || len > 3 {
             return None;
         }
-        let e = rest[..len]
-            .iter()
-            .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
+        // At most 3 digits: below 1,000.
+        let e = i32::try_from(e).ok()?;
         exp10 += if negative { -e } else { e };
         i += len;
     }

@@ -223,10 +223,17 @@ pub struct Exposition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Head,
-    LastRequest(usize),
-    Duration(usize),
+    /// Node `i`'s lines of a per-node family (its header first, before node 0).
+    Node(NodeFamily, usize),
     Tail,
     Done,
+}
+
+/// The per-node families, in exposition order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeFamily {
+    LastRequest,
+    Duration,
 }
 
 impl Iterator for Exposition {
@@ -253,43 +260,24 @@ impl Exposition {
                     // The registry leaves out families without series; so do we.
                     Part::Tail
                 } else {
-                    Part::LastRequest(0)
+                    Part::Node(NodeFamily::LastRequest, 0)
                 }
             }
-            Part::LastRequest(i) => {
-                let (name, help) = LAST_REQUEST;
+            Part::Node(family, i) => {
                 if i == 0 {
-                    family_header(out, name, help, "gauge");
+                    let ((name, help), kind) = match family {
+                        NodeFamily::LastRequest => (LAST_REQUEST, "gauge"),
+                        NodeFamily::Duration => (REQUEST_DURATION, "histogram"),
+                    };
+                    family_header(out, name, help, kind);
                 }
                 if let Some((node, record)) = nodes.get(i) {
-                    sample(out, name, node, None, record.last_request_unix_seconds);
+                    nodes.write(out, family, node, record);
                 }
-                if i + 1 < node_count {
-                    Part::LastRequest(i + 1)
-                } else {
-                    Part::Duration(0)
-                }
-            }
-            Part::Duration(i) => {
-                let (name, help) = REQUEST_DURATION;
-                if i == 0 {
-                    family_header(out, name, help, "histogram");
-                }
-                if let Some((node, record)) = nodes.get(i) {
-                    let names = &nodes.duration_names;
-                    let mut cumulative = 0;
-                    for (bound, n) in nodes.bounds.iter().zip(record.buckets) {
-                        cumulative += n;
-                        sample(out, &names[0], node, Some(bound), cumulative as f64);
-                    }
-                    sample(out, &names[0], node, Some("+Inf"), record.count as f64);
-                    sample(out, &names[1], node, None, record.sum_seconds);
-                    sample(out, &names[2], node, None, record.count as f64);
-                }
-                if i + 1 < node_count {
-                    Part::Duration(i + 1)
-                } else {
-                    Part::Tail
+                match family {
+                    _ if i + 1 < node_count => Part::Node(family, i + 1),
+                    NodeFamily::LastRequest => Part::Node(NodeFamily::Duration, 0),
+                    NodeFamily::Duration => Part::Tail,
                 }
             }
             Part::Tail => {
@@ -315,6 +303,32 @@ struct NodesSnapshot {
 }
 
 impl NodesSnapshot {
+    /// One node's lines of `family`.
+    fn write(&self, out: &mut String, family: NodeFamily, node: &str, record: &NodeRequests) {
+        match family {
+            NodeFamily::LastRequest => {
+                sample(
+                    out,
+                    LAST_REQUEST.0,
+                    node,
+                    None,
+                    record.last_request_unix_seconds,
+                );
+            }
+            NodeFamily::Duration => {
+                let [bucket, sum, count] = &self.duration_names;
+                let mut cumulative = 0;
+                for (bound, n) in self.bounds.iter().zip(record.buckets) {
+                    cumulative += n;
+                    sample(out, bucket, node, Some(bound), cumulative as f64);
+                }
+                sample(out, bucket, node, Some("+Inf"), record.count as f64);
+                sample(out, sum, node, None, record.sum_seconds);
+                sample(out, count, node, None, record.count as f64);
+            }
+        }
+    }
+
     /// Node `i`'s escaped name and record.
     fn get(&self, i: usize) -> Option<(&str, &NodeRequests)> {
         let (end, record) = self.records.get(i)?;
