@@ -42,7 +42,8 @@ async fn the_scale_smoke_run_serves_every_node_and_prints_its_table() {
     for row in [
         "| nodes served (metrics API node list) | 200/200 |",
         "| server CPU, average over the window |",
-        "| our CPU ÷ floor CPU per cycle |",
+        "| our CPU ÷ paced floor CPU per cycle |",
+        "| our CPU ÷ burst floor CPU per cycle |",
         "| HPA-style namespaced selector list p50 / p99 / max |",
     ] {
         assert!(stdout.contains(row), "row {row:?} missing from\n{stdout}");
