@@ -84,6 +84,11 @@ struct Args {
     /// `scale kubelets` processes: a number or `auto` (one per 9,000 nodes).
     #[arg(long, default_value = "auto")]
     kubelet_procs: String,
+    /// Nice value of the `scale kubelets` processes (run through `nice -n`; 0 runs them directly). Real kubelets
+    /// run on their own nodes; here they share the server's cores, and at the default priority their response
+    /// bursts (gzip of every body of a dispatch group) delay the server's API threads, which no deployment sees.
+    #[arg(long, default_value_t = 10)]
+    kubelet_nice: u8,
     /// Run these node counts one after another and print how cost grows (overrides --nodes).
     #[arg(long, value_delimiter = ',')]
     sweep: Vec<u32>,
@@ -226,6 +231,7 @@ struct Report {
     resolution: Duration,
     cycles: u32,
     kubelet_procs: u32,
+    kubelet_nice: u8,
     warm_up: Duration,
     window: Duration,
     cpu_seconds: f64,
@@ -287,14 +293,15 @@ impl Report {
         let met = |ok: bool| if ok { "met" } else { "NOT met" };
         let _ = writeln!(
             t,
-            "\n### {} nodes × {} pods/node × {} containers ({} pods), resolution {}s, {} measured cycles, {} kubelet process(es)\n",
+            "\n### {} nodes × {} pods/node × {} containers ({} pods), resolution {}s, {} measured cycles, {} kubelet process(es) at nice {}\n",
             self.nodes,
             self.pods / u64::from(self.nodes.max(1)),
             self.containers,
             self.pods,
             self.resolution.as_secs(),
             self.cycles,
-            self.kubelet_procs
+            self.kubelet_procs,
+            self.kubelet_nice
         );
         let _ = writeln!(t, "| measure | value | target | verdict |");
         let _ = writeln!(t, "|---|---|---|---|");
@@ -539,7 +546,15 @@ async fn spawn_kubelets(args: &Args, nodes: u32, token: &str) -> anyhow::Result<
     for p in 0..procs {
         let from = nodes * p / procs;
         let to = nodes * (p + 1) / procs;
-        let mut child = Command::new(this_binary()?)
+        let mut command = if args.kubelet_nice == 0 {
+            Command::new(this_binary()?)
+        } else {
+            let mut nice = Command::new("nice");
+            nice.args(["-n", &args.kubelet_nice.to_string()])
+                .arg(this_binary()?);
+            nice
+        };
+        let mut child = command
             .args([
                 "kubelets",
                 "--from",
@@ -687,6 +702,7 @@ async fn run_once(args: &Args, nodes: u32) -> anyhow::Result<Report> {
         server: None,
     };
     report.kubelet_procs = u32::try_from(procs.kubelets.len()).unwrap_or(u32::MAX);
+    report.kubelet_nice = args.kubelet_nice;
     eprintln!(
         "[scale] {} kubelet process(es) ready; starting the server",
         procs.kubelets.len()
