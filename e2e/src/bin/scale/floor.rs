@@ -58,8 +58,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
     let slots: Slots = Arc::new((0..args.nodes).map(|_| Mutex::new(None)).collect());
     let auth = format!("Bearer {}", args.token);
     let base = args.address_offset;
-    let all = 0..slots.len();
-    let warm = cycle(&slots, all.clone(), &config, &auth, args.concurrency, base).await;
+    let warm = cycle(&slots, &config, &auth, args.concurrency, base).await;
     println!("floor warm {:.3} {} {}", warm.0, warm.1, warm.2);
     let pool = args
         .paced
@@ -71,7 +70,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
             (Some(pool), Some(resolution)) => pool.cycle(slots.len(), resolution).await,
             _ => {
                 tokio::time::sleep(PAUSE).await;
-                cycle(&slots, all.clone(), &config, &auth, args.concurrency, base).await
+                cycle(&slots, &config, &auth, args.concurrency, base).await
             }
         };
         println!("floor cycle {wall:.3} {bytes} {failures}");
@@ -174,33 +173,25 @@ impl Pool {
     }
 }
 
-/// One pass over nodes `range`, `concurrency` at a time: wall seconds, body bytes, failed fetches.
+/// One pass over every node, `concurrency` at a time: wall seconds, body bytes, failed fetches.
 async fn cycle(
     slots: &Slots,
-    range: std::ops::Range<usize>,
     config: &Arc<rustls::ClientConfig>,
     auth: &str,
     concurrency: usize,
     base: u32,
 ) -> (f64, usize, usize) {
     let start = Instant::now();
-    let next = Arc::new(AtomicUsize::new(range.start));
+    let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.min(range.len()) {
-        let (slots, config, next, auth, end) = (
-            slots.clone(),
-            config.clone(),
-            next.clone(),
-            auth.to_owned(),
-            range.end,
-        );
+    for _ in 0..concurrency {
+        let (slots, config, next, auth) =
+            (slots.clone(), config.clone(), next.clone(), auth.to_owned());
         workers.spawn(async move {
             let (mut bytes, mut failures) = (0, 0);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = slots.get(i).filter(|_| i < end) else {
-                    break;
-                };
+                let Some(slot) = slots.get(i) else { break };
                 match fetch(i, base, slot, &config, &auth).await {
                     Ok(n) => bytes += n,
                     Err(_) => failures += 1,
