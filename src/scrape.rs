@@ -251,7 +251,7 @@ impl Scraper {
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers {
-            tasks.spawn(work(shared.clone(), receiver.clone(), shutdown.clone()));
+            tasks.spawn(work(shared.clone(), receiver.clone()));
         }
         let mut schedule = Schedule::new(self.resolution);
         let mut round_start = Instant::now();
@@ -283,8 +283,10 @@ impl Scraper {
                 _ = tokio::time::sleep_until(round_start) => {}
             }
         }
+        // Workers do not watch the shutdown signal themselves (a wait on it would be polled on every wake-up of
+        // every worker): they are cancelled here, at whatever await they are in, scrapes in flight included.
         drop(jobs);
-        while tasks.join_next().await.is_some() {}
+        tasks.shutdown().await;
         tracing::info!("scrape loop stopped");
     }
 
@@ -306,30 +308,33 @@ impl Scraper {
             metrics: self.metrics.clone(),
         });
         let quantum = schedule::dispatch_quantum(self.resolution);
-        let mut slept_until = None;
-        for slot in schedule.in_phase_order() {
-            let due = if warm_up {
-                round_start
-            } else {
-                round_start + schedule::dispatch_offset(slot.phase, quantum)
-            };
-            // One sleep per quantum: the slots of a quantum are dispatched together.
-            if slept_until != Some(due) {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep_until(due) => {}
+        // One wait on the shutdown signal for the whole round, not one per sleep and per job.
+        let dispatch = async {
+            let mut slept_until = None;
+            for slot in schedule.in_phase_order() {
+                let due = if warm_up {
+                    round_start
+                } else {
+                    round_start + schedule::dispatch_offset(slot.phase, quantum)
+                };
+                // One sleep per quantum: the slots of a quantum are dispatched together.
+                if slept_until != Some(due) {
+                    tokio::time::sleep_until(due).await;
+                    slept_until = Some(due);
                 }
-                slept_until = Some(due);
+                let Some(job) = self.job(slot, &round) else {
+                    continue;
+                };
+                if jobs.send(job).await.is_err() {
+                    return false;
+                }
             }
-            let Some(job) = self.job(slot, &round) else {
-                continue;
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                sent = jobs.send(job) => if sent.is_err() { return false },
-            }
+            true
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            finished = dispatch => finished,
         }
-        true
     }
 
     /// The job for a due slot, or `None` when the node cannot or must not be scraped now.
@@ -372,23 +377,14 @@ impl std::fmt::Debug for Scraper {
     }
 }
 
-/// A worker: takes due nodes until the channel closes or shutdown starts, reusing one body buffer.
-async fn work(
-    shared: Arc<Shared>,
-    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
-    shutdown: shutdown::Signal,
-) {
+/// A worker: takes due nodes until the channel closes (or [`Scraper::run`] cancels it at shutdown), reusing one
+/// body buffer.
+async fn work(shared: Arc<Shared>, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
     let mut body = kubelet::BodyBuffer::default();
     loop {
-        let job = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            job = async { jobs.lock().await.recv().await } => job,
-        };
+        let job = jobs.lock().await.recv().await;
         let Some(job) = job else { return };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = shared.scrape(&job, &mut body) => {}
-        }
+        shared.scrape(&job, &mut body).await;
         if job.state.finish() {
             shared.forget(&job.info.name);
         }

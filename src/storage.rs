@@ -270,8 +270,13 @@ impl Shared {
     /// is a safeguard that does not run.
     fn candidate_at<'a>(&'a self, found: Found<'a>, at: Location) -> Option<Candidate<'a>> {
         let node = self.nodes.state(at.node)?;
-        let pod = match node.pods.get(at.pod as usize) {
-            Some(p) if same(&p.name, found.name) && same(&p.namespace, found.namespace) => p,
+        let at = at.pod as usize;
+        let pod = match (node.pod_key(at), node.pods.get(at)) {
+            (Some(k), Some(p))
+                if same(&k.name, found.name) && same(&k.namespace, found.namespace) =>
+            {
+                p
+            }
             _ => node.pod(found.namespace, found.name)?,
         };
         Candidate::of(node, pod)
@@ -351,8 +356,8 @@ impl BatchSink for Storage {
             let Some((id, removed)) = nodes.remove(node) else {
                 return;
             };
-            for pod in removed.pods.iter().filter(|p| p.served().is_some()) {
-                pods.withdraw(id, &pod.namespace, &pod.name);
+            for (key, _) in removed.named_pods().filter(|(_, p)| p.served().is_some()) {
+                pods.withdraw(id, &key.namespace, &key.name);
             }
             removed
         };

@@ -927,13 +927,24 @@ fn to_unit(x: f64, scale: f64) -> Option<u64> {
     if !x.is_finite() || x < 0.0 {
         return None;
     }
-    let scaled = (x * scale).round();
+    let scaled = x * scale;
     if scaled < I64_LIMIT {
-        // In [0, 2^63) and integral after rounding: the cast is exact, never a saturation.
-        Some(scaled as u64)
+        Some(round_half_away(scaled))
     } else {
         None
     }
+}
+
+/// `x.round()` as an integer, for `x` in [0, 2^63), without a call to libm's `round` (one per sample).
+///
+/// The cast truncates exactly (`x` is in range). Below 2^53 the integer part converts back exactly, so the
+/// fraction is exact; from 2^52 up every `f64` is an integer, so the fraction is 0 and nothing is added.
+fn round_half_away(x: f64) -> u64 {
+    // In range by the caller's check: the cast truncates toward zero, never saturates.
+    let whole = x as u64;
+    // Exact below 2^53 (see above); above it `whole` is `x` itself.
+    let fraction = x - whole as f64;
+    whole + u64::from(fraction >= 0.5)
 }
 
 /// CPU seconds (float) → nanoseconds, rounded.

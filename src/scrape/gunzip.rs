@@ -74,63 +74,70 @@ impl Gunzip {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), GunzipError> {
-        if self.whole_member(input, out, limit) {
-            #[cfg(test)]
-            {
-                self.paths.0 += 1;
+        let start = out.len();
+        if let Some((header, size)) = single_member(input, limit.saturating_sub(start)) {
+            out.resize(start + size, 0);
+            if self.whole_member(input, header, &mut out[start..]) {
+                return Ok(());
             }
-            return Ok(());
-        }
-        #[cfg(test)]
-        {
-            self.paths.1 += 1;
+            out.truncate(start);
         }
         self.streaming(input, out, limit)
     }
 
-    /// The fast path: `true` when `input` is exactly one gzip member that libdeflate decoded into `out` (appended),
-    /// within `limit`; otherwise `out` is as it was.
-    fn whole_member(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> bool {
-        let Ok(header) = header_len(input) else {
-            return false;
-        };
-        let Some((_, trailer)) = input.split_last_chunk::<8>() else {
-            return false;
-        };
-        let [.., s0, s1, s2, s3] = *trailer;
-        let Ok(size) = usize::try_from(u32::from_le_bytes([s0, s1, s2, s3])) else {
-            return false;
-        };
-        let start = out.len();
-        if size > limit.saturating_sub(start) || input.len() < header + 8 {
-            return false;
+    /// Decompresses the whole gzip stream `input` into `scratch` and returns the body's length: the body is
+    /// `scratch[..n]`. Same results and errors as [`Gunzip::decompress`] with an empty `out`.
+    ///
+    /// `scratch`'s bytes are overwritten, and it keeps its length (bytes past the body are left over from earlier
+    /// bodies), so a body no longer than an earlier one is inflated without zeroing its output first.
+    ///
+    /// # Errors
+    /// As [`Gunzip::decompress`].
+    pub fn decompress_reusing(
+        &mut self,
+        input: &[u8],
+        scratch: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<usize, GunzipError> {
+        if let Some((header, size)) = single_member(input, limit) {
+            if scratch.len() < size {
+                scratch.resize(size, 0);
+            }
+            if self.whole_member(input, header, &mut scratch[..size]) {
+                return Ok(size);
+            }
         }
-        out.resize(start + size, 0);
+        scratch.clear();
+        self.streaming(input, scratch, limit)?;
+        Ok(scratch.len())
+    }
+
+    /// The fast path: `true` when `input` (whose member header is `header` bytes long) is exactly one gzip member
+    /// that libdeflate decoded into the whole of `out`, whose length is the trailer's ISIZE.
+    fn whole_member(&mut self, input: &[u8], header: usize, out: &mut [u8]) -> bool {
         let decoder = self
             .whole
             .get_or_insert_with(libdeflater::Decompressor::new);
-        let decoded = match decoder.gzip_decompress(input, &mut out[start..]) {
-            Ok(n) if n == size => n,
-            _ => {
-                out.truncate(start);
-                return false;
-            }
-        };
+        match decoder.gzip_decompress(input, out) {
+            Ok(n) if n == out.len() => {}
+            _ => return false,
+        }
         // libdeflate checked this CRC against the *first* member's trailer, whose position we do not know; the input's
         // last 8 bytes may belong to a later member. Recomputing it (≈ 1 µs for 30 KiB) gives the first member's
         // trailer bytes to search for; taking the last 8 bytes instead would accept a multi-member stream.
         let mut crc = Crc::new();
-        crc.update(&out[start..start + decoded]);
+        crc.update(out);
         let mut own = [0u8; 8];
         own[..4].copy_from_slice(&crc.sum().to_le_bytes());
-        // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1); `decoded` equals the trailer's value, which fits.
+        // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1); the length equals the trailer's value, which fits.
         #[allow(clippy::cast_possible_truncation)]
-        own[4..].copy_from_slice(&(decoded as u32).to_le_bytes());
+        own[4..].copy_from_slice(&(out.len() as u32).to_le_bytes());
         // The first member's trailer is the first place its (CRC, size) can occur after its header: at the very
         // end, the input is exactly that member.
         let whole = memchr::memmem::find(&input[header..], &own) == Some(input.len() - 8 - header);
-        if !whole {
-            out.truncate(start);
+        #[cfg(test)]
+        if whole {
+            self.paths.0 += 1;
         }
         whole
     }
@@ -142,6 +149,10 @@ impl Gunzip {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), GunzipError> {
+        #[cfg(test)]
+        {
+            self.paths.1 += 1;
+        }
         let inflate = self
             .inflate
             .get_or_insert_with(|| Box::new(Decompress::new(false)));
@@ -230,6 +241,16 @@ fn inflate_member(
             }
         }
     }
+}
+
+/// `(header length, ISIZE)` when `input` may be one whole member (a valid header, room for a trailer) whose
+/// trailer's size is at most `room`: the candidates for the fast path.
+fn single_member(input: &[u8], room: usize) -> Option<(usize, usize)> {
+    let header = header_len(input).ok()?;
+    let (_, trailer) = input.split_last_chunk::<8>()?;
+    let [.., s0, s1, s2, s3] = *trailer;
+    let size = usize::try_from(u32::from_le_bytes([s0, s1, s2, s3])).ok()?;
+    (size <= room && input.len() >= header + 8).then_some((header, size))
 }
 
 /// Input bytes consumed since `before` (bounded by the input slice, so it fits `usize`).

@@ -52,7 +52,8 @@ thread_local! {
     static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::default());
 }
 
-/// An inflater and the body it inflated last.
+/// An inflater and its output buffer (see [`Gunzip::decompress_reusing`]: its length is that of the longest body
+/// inflated into it, so that the next body's output need not be zeroed first).
 #[derive(Debug, Default)]
 struct Inflater {
     gunzip: Gunzip,
@@ -268,12 +269,12 @@ impl KubeletClient {
         }
         let limit = self.inner.max_body_bytes;
         let inflate = |inflater: &mut Inflater| {
-            inflater.body.clear();
-            let inflated = inflater
-                .gunzip
-                .decompress(&buffer.wire, &mut inflater.body, limit);
+            let inflated =
+                inflater
+                    .gunzip
+                    .decompress_reusing(&buffer.wire, &mut inflater.body, limit);
             let result = match inflated {
-                Ok(()) => Ok(use_body(&inflater.body)),
+                Ok(n) => Ok(use_body(inflater.body.get(..n).unwrap_or_default())),
                 Err(error) => Err(gunzip_error(target, error, limit)),
             };
             if inflater.body.capacity() > RETAINED_INFLATED_BYTES {

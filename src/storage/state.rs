@@ -27,11 +27,13 @@ pub(crate) struct NodeState {
     pub(crate) name: Arc<str>,
     /// The node's own series, once a usable node point was seen (kept across unusable samples and failures).
     pub(crate) node: Option<NodeSeries>,
-    /// The node's pods, sorted by (namespace, name).
+    /// The node's pods, sorted by (namespace, name); their names are `names.pods`, position for position.
     pub(crate) pods: Vec<PodState>,
     /// All pods' containers, pod after pod (one allocation per node rather than one per pod); each [`PodState`]
-    /// holds its range.
+    /// holds its range. Their names are `names.containers`, position for position.
     pub(crate) containers: Vec<ContainerState>,
+    /// The names of `pods` and `containers`, shared with the node's previous state while they are the same.
+    pub(crate) names: Arc<Names>,
     /// The newest timestamp of a servable pod of this node, in ms since the epoch (readiness without a pod scan).
     pub(crate) newest_pod_timestamp_ms: Option<TimestampMs>,
 }
@@ -40,7 +42,7 @@ impl ContainerTable for NodeState {
     fn container(&self, index: usize) -> Option<ContainerView<'_>> {
         let c = self.containers.get(index)?;
         Some(ContainerView {
-            name: &c.name,
+            name: self.names.containers.get(index)?,
             usage: c.usage(),
         })
     }
@@ -50,11 +52,37 @@ impl NodeState {
     /// The pod `namespace/name`, by binary search of the sorted pods.
     pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&PodState> {
         let at = self
+            .names
             .pods
             .binary_search_by(|p| (&*p.namespace, &*p.name).cmp(&(namespace, name)))
             .ok()?;
         self.pods.get(at)
     }
+
+    /// The names of the pod at position `at` of `pods`.
+    pub(crate) fn pod_key(&self, at: usize) -> Option<&PodKey> {
+        self.names.pods.get(at)
+    }
+
+    /// Each pod with its names.
+    pub(crate) fn named_pods(&self) -> impl Iterator<Item = (&PodKey, &PodState)> {
+        self.names.pods.iter().zip(&self.pods)
+    }
+}
+
+/// The names of one node's pods and containers, parallel to [`NodeState::pods`] and [`NodeState::containers`].
+///
+/// Kept apart from the values that change every scrape, and shared (one `Arc`) by successive states of a node while
+/// its pods and containers stay the same, which is every scrape in a steady state: building the next state then
+/// clones and drops no name. Held inline, each pod's two names and each container's name were cloned into the new
+/// state and dropped with the old one, two atomic read-modify-writes per name and scrape, on cache lines that are
+/// cold (a pod's name) or shared by every node (an interned container name).
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Each pod's namespace (interned) and name (shared with the pod index).
+    pub(crate) pods: Vec<PodKey>,
+    /// Each container's name (interned).
+    pub(crate) containers: Vec<Arc<str>>,
 }
 
 /// A node's CPU window and its newest gauges.
@@ -73,13 +101,9 @@ pub(crate) struct NodeSeries {
 /// cost 8 more bytes per pod.
 const NOT_SERVED: TimestampMs = TimestampMs::MIN;
 
-/// One pod as reported by one node (56 bytes).
+/// One pod as reported by one node (24 bytes; its names are in the node's [`Names`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PodState {
-    /// Namespace (interned).
-    pub(crate) namespace: Arc<str>,
-    /// Pod name (shared with the pod index).
-    pub(crate) name: Arc<str>,
     /// Start of this pod's containers (sorted by name) in [`NodeState::containers`].
     first_container: u32,
     /// End (exclusive) of this pod's containers in [`NodeState::containers`].
@@ -111,8 +135,12 @@ impl Served {
 impl PodState {
     /// This pod's containers, sorted by name, out of its node's `containers`.
     pub(crate) fn containers<'a>(&self, all: &'a [ContainerState]) -> &'a [ContainerState] {
-        all.get(self.first_container as usize..self.end_container as usize)
-            .unwrap_or(&[])
+        all.get(self.range()).unwrap_or(&[])
+    }
+
+    /// The positions of this pod's containers in its node's `containers`.
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        self.first_container as usize..self.end_container as usize
     }
 
     /// The timestamp and window the pod is served with, when every container has a rate.
@@ -126,11 +154,10 @@ impl PodState {
     /// The pod's usage, its containers read from `node` (this pod's node); `None` when not servable.
     pub(crate) fn usage(&self, node: &Arc<NodeState>) -> Option<PodUsage> {
         let served = self.served()?;
-        let range = self.first_container as usize..self.end_container as usize;
         Some(PodUsage {
             timestamp_ms: served.timestamp_ms,
             window_ms: served.window_ms,
-            containers: Containers::new(Arc::clone(node) as Arc<dyn ContainerTable>, range),
+            containers: Containers::new(Arc::clone(node) as Arc<dyn ContainerTable>, self.range()),
         })
     }
 }
@@ -143,12 +170,10 @@ const NO_START_TIME: TimestampMs = TimestampMs::MIN;
 /// reading is this large (a batch built by hand with exactly `u64::MAX` bytes of swap would read back as none).
 const NO_SWAP: u64 = u64::MAX;
 
-/// One container's retained CPU points and what it is served with (80 bytes; optional fields use sentinels, as an
-/// `Option<i64>` would cost 16 bytes).
+/// One container's retained CPU points and what it is served with (64 bytes; its name is in the node's [`Names`];
+/// optional fields use sentinels, as an `Option<i64>` would cost 16 bytes).
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerState {
-    /// Container name (interned).
-    pub(crate) name: Arc<str>,
     /// The retained points.
     window: Window,
     /// `container_start_time_seconds` of the newest point, in ms since the epoch; [`NO_START_TIME`] when absent.
@@ -164,14 +189,12 @@ pub(crate) struct ContainerState {
 impl ContainerState {
     /// A container whose retained points are `window`, newest sample `point`, and rate over the window `rate`.
     fn new(
-        name: Arc<str>,
         window: Window,
         start_time_ms: Option<TimestampMs>,
         rate: Option<Rate>,
         point: &Point,
     ) -> ContainerState {
         ContainerState {
-            name,
             window,
             start_time_ms: start_time_ms.unwrap_or(NO_START_TIME),
             cpu_nanocores: rate.map_or(0, |r| r.cpu_nanocores),
@@ -204,12 +227,94 @@ pub(crate) struct PodKey {
     pub(crate) name: Arc<str>,
 }
 
-impl PodKey {
-    /// The identity of `pod` (sharing its names).
-    fn of(pod: &PodState) -> PodKey {
-        PodKey {
-            namespace: Arc::clone(&pod.namespace),
-            name: Arc::clone(&pod.name),
+/// The next state's [`Names`], built alongside its pods and containers: the previous state's names while every pod
+/// and container so far is the previous state's at the same position, a copy of its own from the first difference.
+struct NamesBuilder<'a> {
+    old: &'a Names,
+    /// Pods and containers so far, while they are the first ones of `old`.
+    same: (usize, usize),
+    /// The names so far, once they differ from `old`'s.
+    own: Option<Names>,
+}
+
+impl<'a> NamesBuilder<'a> {
+    fn new(old: &'a Names) -> Self {
+        Self {
+            old,
+            same: (0, 0),
+            own: None,
+        }
+    }
+
+    /// The names so far, copied out of `old` on the first difference.
+    fn own(&mut self) -> &mut Names {
+        let (old, (pods, containers)) = (self.old, self.same);
+        self.own.get_or_insert_with(|| Names {
+            pods: old.pods.get(..pods).unwrap_or_default().to_vec(),
+            containers: old
+                .containers
+                .get(..containers)
+                .unwrap_or_default()
+                .to_vec(),
+        })
+    }
+
+    /// The next pod is the previous state's pod at `at`.
+    fn old_pod(&mut self, at: usize) {
+        if self.own.is_none() && at == self.same.0 {
+            self.same.0 += 1;
+        } else if let Some(key) = self.old.pods.get(at) {
+            self.own().pods.push(key.clone());
+        }
+    }
+
+    /// The next pod is not in the previous state.
+    fn new_pod(&mut self, key: PodKey) {
+        self.own().pods.push(key);
+    }
+
+    /// The next container is the previous state's container at `at`.
+    fn old_container(&mut self, at: usize) {
+        if self.own.is_none() && at == self.same.1 {
+            self.same.1 += 1;
+        } else if let Some(name) = self.old.containers.get(at) {
+            self.own().containers.push(Arc::clone(name));
+        }
+    }
+
+    /// The next container is not in the previous state.
+    fn new_container(&mut self, name: Arc<str>) {
+        self.own().containers.push(name);
+    }
+
+    /// Containers from position `len` on were taken back.
+    fn truncate_containers(&mut self, len: usize) {
+        match &mut self.own {
+            Some(own) => own.containers.truncate(len),
+            None => self.same.1 = self.same.1.min(len),
+        }
+    }
+
+    /// The names of the last pod added.
+    fn last_pod(&self) -> Option<&PodKey> {
+        match &self.own {
+            Some(own) => own.pods.last(),
+            None => self.old.pods.get(self.same.0.checked_sub(1)?),
+        }
+    }
+
+    /// The names of the next state, whose previous state's names were `old` (the same as `self.old`).
+    fn finish(mut self, old: Option<&Arc<Names>>) -> Arc<Names> {
+        match old {
+            Some(old)
+                if self.own.is_none() && self.same == (old.pods.len(), old.containers.len()) =>
+            {
+                Arc::clone(old)
+            }
+            _ => {
+                self.own();
+                Arc::new(self.own.unwrap_or_default())
+            }
         }
     }
 }
@@ -342,15 +447,20 @@ pub(crate) fn build(
 
     let mut containers = batch.containers;
     normalise(&mut containers);
+    let no_names = Names::default();
+    let old_names: &Names = old.map_or(&no_names, |o| &o.names);
     let old_pods: &[PodState] = old.map_or(&[], |o| &o.pods);
     let old_containers: &[ContainerState] = old.map_or(&[], |o| &o.containers);
+    let mut names = NamesBuilder::new(old_names);
     let mut pods = Vec::with_capacity(old_pods.len().max(8));
     let mut next_containers = Vec::with_capacity(containers.len());
     let mut served = Vec::new();
     let mut withdrawn = Vec::new();
-    let mut withdraw = |pod: &PodState| {
-        if pod.served().is_some() {
-            withdrawn.push(PodKey::of(pod));
+    let mut withdraw = |at: usize| {
+        if let (Some(pod), Some(key)) = (old_pods.get(at), old_names.pods.get(at))
+            && pod.served().is_some()
+        {
+            withdrawn.push(key.clone());
         }
     };
 
@@ -366,53 +476,66 @@ pub(crate) fn build(
         start += len;
 
         // Usually the next old pod is this one: one equality test, and the ordering only when it is not.
-        let is_this = |o: &&PodState| &*o.name == pod && &*o.namespace == namespace;
-        let mut matched = old_pods.get(next_old).filter(is_this);
-        if matched.is_none() {
-            while let Some(gone) = old_pods
+        let is_this = |at: usize| {
+            old_names
+                .pods
+                .get(at)
+                .is_some_and(|o| &*o.name == pod && &*o.namespace == namespace)
+        };
+        let mut matched = is_this(next_old);
+        if !matched {
+            while old_names
+                .pods
                 .get(next_old)
-                .filter(|o| (&*o.namespace, &*o.name) < (namespace, pod))
+                .is_some_and(|o| (&*o.namespace, &*o.name) < (namespace, pod))
             {
-                withdraw(gone);
+                withdraw(next_old);
                 next_old += 1;
             }
-            matched = old_pods.get(next_old).filter(is_this);
+            matched = is_this(next_old);
         }
         let old_at = next_old;
-        if matched.is_some() {
+        let old = old_pods.get(old_at).filter(|_| matched);
+        if old.is_some() {
             next_old += 1;
         }
-        let old = matched.map(|o| (o, o.containers(old_containers)));
-        let next = build_pod(
+        let was_served = old.is_some_and(|o| o.served().is_some());
+        let Some(next) = build_pod(
             rules,
             old,
-            namespace,
-            pod,
+            (old_containers, &old_names.containers),
             group,
             interner,
             &mut next_containers,
-        );
-        let was_served = matched.is_some_and(|o| o.served().is_some());
+            &mut names,
+        ) else {
+            if was_served {
+                withdraw(old_at);
+            }
+            continue;
+        };
+        match old {
+            Some(_) => names.old_pod(old_at),
+            None => names.new_pod(PodKey {
+                namespace: interner.intern(namespace),
+                name: interner.pod_name(namespace, pod),
+            }),
+        }
         let at = pods.len();
-        match next.as_ref().filter(|p| p.served().is_some()) {
-            Some(now_served) if !was_served || old_at != at => {
+        if next.served().is_some() {
+            if (!was_served || old_at != at)
+                && let Some(key) = names.last_pod()
+            {
                 // Positions fit `u32` (each pod has a container, and container positions do); a saturated one
                 // would only be a wrong hint, which readers detect.
-                served.push((
-                    PodKey::of(now_served),
-                    u32::try_from(at).unwrap_or(u32::MAX),
-                ));
+                served.push((key.clone(), u32::try_from(at).unwrap_or(u32::MAX)));
             }
-            Some(_) => {}
-            None => {
-                if let Some(before) = matched {
-                    withdraw(before);
-                }
-            }
+        } else if was_served {
+            withdraw(old_at);
         }
-        pods.extend(next);
+        pods.push(next);
     }
-    for gone in old_pods.iter().skip(next_old) {
+    for gone in next_old..old_pods.len() {
         withdraw(gone);
     }
     // Capacity follows the previous state's sizes, so this only reallocates after the node's pod count changed.
@@ -429,6 +552,7 @@ pub(crate) fn build(
             node,
             pods,
             containers: next_containers,
+            names: names.finish(old.map(|o| &o.names)),
             newest_pod_timestamp_ms,
         },
         served,
@@ -437,20 +561,26 @@ pub(crate) fn build(
 }
 
 /// The next state of one pod from its containers' samples (sorted by name, non-empty), appending its containers
-/// to `out`. `old` is the pod's previous state with its containers.
+/// to `out` and their names to `names`. `old` is the pod in the previous state, whose containers and their names
+/// are `old_containers`.
 ///
 /// If any container is unusable (missing or zero CPU or memory), the pod is dropped for this scrape: the previous
 /// state is kept unchanged but not served, and a pod never seen before is not stored at all.
 fn build_pod(
     rules: &Rules,
-    old: Option<(&PodState, &[ContainerState])>,
-    namespace: &str,
-    pod: &str,
+    old: Option<&PodState>,
+    old_containers: (&[ContainerState], &[Arc<str>]),
     group: &[ContainerSample<'_>],
     interner: &mut Interner,
     out: &mut Vec<ContainerState>,
+    names: &mut NamesBuilder<'_>,
 ) -> Option<PodState> {
-    let old_containers = old.map_or(&[][..], |(_, containers)| containers);
+    let range = old.map_or(0..0, PodState::range);
+    let first_old = range.start;
+    let (old_states, old_names) = (
+        old_containers.0.get(range.clone()).unwrap_or_default(),
+        old_containers.1.get(range.clone()).unwrap_or_default(),
+    );
     let start = out.len();
     let mut next_old = 0;
     let mut every_container_rated = true;
@@ -458,36 +588,37 @@ fn build_pod(
     for sample in group {
         let Some(point) = container_point(sample) else {
             out.truncate(start);
-            let (before, containers) = old?;
-            out.extend_from_slice(containers);
-            return pod_state(
-                Arc::clone(&before.namespace),
-                Arc::clone(&before.name),
-                start,
-                out,
-                None,
-            );
+            names.truncate_containers(start);
+            old?;
+            out.extend_from_slice(old_states);
+            for at in range {
+                names.old_container(at);
+            }
+            return pod_state(start, out, names, None);
         };
-        let is_this = |o: &&ContainerState| *o.name == *sample.container;
-        let mut matched = old_containers.get(next_old).filter(is_this);
-        if matched.is_none() {
-            while old_containers
+        let is_this = |at: usize| old_names.get(at).is_some_and(|o| **o == *sample.container);
+        let mut matched = is_this(next_old);
+        if !matched {
+            while old_names
                 .get(next_old)
-                .is_some_and(|o| *o.name < *sample.container)
+                .is_some_and(|o| **o < *sample.container)
             {
                 next_old += 1;
             }
-            matched = old_containers.get(next_old).filter(is_this);
+            matched = is_this(next_old);
         }
         // Samples are strictly increasing by name (see `normalise`): a matched old container is used once.
-        if matched.is_some() {
-            next_old += 1;
-        }
-        let name = match matched {
-            Some(o) => Arc::clone(&o.name),
-            None => interner.intern(&sample.container),
+        let old_window = match (matched, old_states.get(next_old)) {
+            (true, Some(o)) => {
+                names.old_container(first_old + next_old);
+                next_old += 1;
+                Some((&o.window, o.start_time_ms()))
+            }
+            _ => {
+                names.new_container(interner.intern(&sample.container));
+                None
+            }
         };
-        let old_window = matched.map(|o| (&o.window, o.start_time_ms()));
         let window = rules.next_container(old_window, point.cpu, sample.start_time_ms);
         let rate = window.rate();
         match rate {
@@ -503,37 +634,26 @@ fn build_pod(
             None => every_container_rated = false,
         }
         out.push(ContainerState::new(
-            name,
             window,
             sample.start_time_ms,
             rate,
             &point,
         ));
     }
-    let (namespace, name) = match old {
-        Some((before, _)) => (Arc::clone(&before.namespace), Arc::clone(&before.name)),
-        None => (
-            interner.intern(namespace),
-            interner.pod_name(namespace, pod),
-        ),
-    };
     let served = earliest.filter(|_| every_container_rated);
-    pod_state(namespace, name, start, out, served)
+    pod_state(start, out, names, served)
 }
 
-/// A pod whose containers are `out[start..]`, served with `served`; `None` (and the containers removed) if the
-/// range does not fit `u32`, which would take over four billion containers on one node.
+/// A pod whose containers are `out[start..]`, served with `served`; `None` (and the containers and their names
+/// removed) if the range does not fit `u32`, which would take over four billion containers on one node.
 fn pod_state(
-    namespace: Arc<str>,
-    name: Arc<str>,
     start: usize,
     out: &mut Vec<ContainerState>,
+    names: &mut NamesBuilder<'_>,
     served: Option<Served>,
 ) -> Option<PodState> {
     match (u32::try_from(start), u32::try_from(out.len())) {
         (Ok(first_container), Ok(end_container)) => Some(PodState {
-            namespace,
-            name,
             first_container,
             end_container,
             timestamp_ms: served.map_or(NOT_SERVED, |s| s.timestamp_ms),
@@ -541,6 +661,7 @@ fn pod_state(
         }),
         _ => {
             out.truncate(start);
+            names.truncate_containers(start);
             None
         }
     }

@@ -1165,9 +1165,8 @@ fn pod_names_are_the_sources_arcs_when_it_knows_the_pod() {
     }
     let state = some(super::read(&s.shared).nodes.get("n1").cloned(), "stored");
     let names: Vec<(&str, bool)> = state
-        .pods
-        .iter()
-        .map(|p| (&*p.name, Arc::ptr_eq(&p.name, &known)))
+        .named_pods()
+        .map(|(k, _)| (&*k.name, Arc::ptr_eq(&k.name, &known)))
         .collect();
     assert_eq!(names, [("known", true), ("unknown", false)]);
     let found = super::read(&s.shared)
@@ -1265,13 +1264,13 @@ fn assert_index_matches_states(s: &Storage) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut served = 0;
     for node in shared.nodes.states() {
-        for (at, pod) in node.pods.iter().enumerate() {
+        for (at, (key, pod)) in node.named_pods().enumerate() {
             if pod.served().is_none() {
                 continue;
             }
             served += 1;
             let found = some(
-                shared.pods.get(&pod.namespace, &pod.name),
+                shared.pods.get(&key.namespace, &key.name),
                 "a servable pod is in the index",
             );
             let recorded = found.entry.locations().any(|l| {
@@ -1284,7 +1283,7 @@ fn assert_index_matches_states(s: &Storage) {
             assert!(
                 recorded,
                 "{}/{} on {} is recorded at position {at}",
-                pod.namespace, pod.name, node.name
+                key.namespace, key.name, node.name
             );
         }
     }
@@ -1458,8 +1457,145 @@ fn reads_follow_pods_moving_between_nodes_and_appearing_and_vanishing() {
 #[test]
 fn stored_layout_stays_compact() {
     use super::index::PodEntry;
-    use super::state::{ContainerState, PodState};
-    assert_eq!(size_of::<PodState>(), 56, "per pod, per node reporting it");
-    assert_eq!(size_of::<ContainerState>(), 80, "per container");
+    use super::state::{ContainerState, PodKey, PodState};
+    // A pod's and a container's names live beside them in the node's `Names` (shared by successive states).
+    assert_eq!(
+        size_of::<PodState>() + size_of::<PodKey>(),
+        56,
+        "per pod, per node reporting it"
+    );
+    assert_eq!(
+        size_of::<ContainerState>() + size_of::<Arc<str>>(),
+        80,
+        "per container"
+    );
     assert_eq!(size_of::<PodEntry>(), 16, "per pod in the index");
+}
+
+/// Node `n1`'s stored state.
+fn state(s: &Storage) -> Arc<super::state::NodeState> {
+    some(super::read(&s.shared).nodes.get("n1").cloned(), "stored")
+}
+
+/// Each stored pod's and container's names, read through the state's own accessors: (namespace, pod, containers).
+fn stored_names(state: &super::state::NodeState) -> Vec<(String, String, Vec<String>)> {
+    use crate::api::ContainerTable as _;
+    state
+        .named_pods()
+        .map(|(key, pod)| {
+            let names = pod
+                .range()
+                .map(|i| {
+                    some(state.container(i), "a named container")
+                        .name
+                        .to_string()
+                })
+                .collect();
+            (key.namespace.to_string(), key.name.to_string(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn names_are_shared_between_states_while_pods_and_containers_stay_the_same() {
+    struct Step {
+        name: &'static str,
+        /// (pod, containers) in namespace `ns`, each container usable unless its name starts with `bad`.
+        pods: &'static [(&'static str, &'static [&'static str])],
+        want_shared: bool,
+        want: &'static [(&'static str, &'static [&'static str])],
+    }
+    let steps = [
+        Step {
+            name: "first scrape",
+            pods: &[("a", &["c1", "c2"]), ("c", &["c1"])],
+            want_shared: false,
+            want: &[("a", &["c1", "c2"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "the same pods and containers",
+            pods: &[("a", &["c1", "c2"]), ("c", &["c1"])],
+            want_shared: true,
+            want: &[("a", &["c1", "c2"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "a pod added between two",
+            pods: &[("a", &["c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+            want_shared: false,
+            want: &[("a", &["c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "an unusable container keeps its pod's previous containers",
+            pods: &[("a", &["bad", "c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+            want_shared: true,
+            want: &[("a", &["c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "a container added to the first pod",
+            pods: &[("a", &["c0", "c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+            want_shared: false,
+            want: &[("a", &["c0", "c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "a new pod that is unusable is not stored",
+            pods: &[
+                ("a", &["c0", "c1", "c2"]),
+                ("aa", &["bad"]),
+                ("b", &["c9"]),
+                ("c", &["c1"]),
+            ],
+            want_shared: true,
+            want: &[("a", &["c0", "c1", "c2"]), ("b", &["c9"]), ("c", &["c1"])],
+        },
+        Step {
+            name: "the last pod gone",
+            pods: &[("a", &["c0", "c1", "c2"]), ("b", &["c9"])],
+            want_shared: false,
+            want: &[("a", &["c0", "c1", "c2"]), ("b", &["c9"])],
+        },
+        Step {
+            name: "every pod gone",
+            pods: &[],
+            want_shared: false,
+            want: &[],
+        },
+    ];
+    let s = storage();
+    let mut before: Option<Arc<super::state::NodeState>> = None;
+    for (round, step) in (1..).zip(&steps) {
+        let mut b = batch().node(t(round), round as u64 * S, MIB);
+        for (pod, containers) in step.pods {
+            for container in *containers {
+                let cpu_ns = if container.starts_with("bad") {
+                    0
+                } else {
+                    round as u64 * S
+                };
+                b = b.container("ns", pod, container, t(round), cpu_ns, MIB);
+            }
+        }
+        b.send(&s, "n1");
+        let now = state(&s);
+        let shared = before
+            .as_ref()
+            .is_some_and(|b| Arc::ptr_eq(&b.names, &now.names));
+        assert_eq!(shared, step.want_shared, "{}: names shared", step.name);
+        let want: Vec<(String, String, Vec<String>)> = step
+            .want
+            .iter()
+            .map(|(pod, containers)| {
+                let containers = containers.iter().map(|c| (*c).to_string()).collect();
+                ("ns".to_string(), (*pod).to_string(), containers)
+            })
+            .collect();
+        assert_eq!(stored_names(&now), want, "{}", step.name);
+        assert_eq!(
+            now.names.containers.len(),
+            now.containers.len(),
+            "{}",
+            step.name
+        );
+        assert_index_matches_states(&s);
+        before = Some(now);
+    }
 }

@@ -6,11 +6,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// metrics-server's binary default resolution, used by [`SelfMetrics::new`] for the tick buckets.
 const DEFAULT_RESOLUTION: Duration = Duration::from_secs(60);
@@ -22,6 +24,10 @@ pub struct SelfMetrics {
     freshness: Histogram,
     kubelet_nodes: KubeletNodes,
     kubelet_total: IntCounterVec,
+    /// `kubelet_total`'s `success="true"` and `"false"` children, looked up once each on first use (a label lookup
+    /// hashes the value and takes the family's lock; this counts every scrape). Lazy, so that a series appears
+    /// when it first counts, as client_golang's `WithLabelValues` does.
+    kubelet_outcomes: [OnceLock<IntCounter>; 2],
     tick_duration: Histogram,
     storage_points: GaugeVec,
     scrape_failures: IntCounterVec,
@@ -95,6 +101,7 @@ impl SelfMetrics {
             freshness,
             kubelet_nodes,
             kubelet_total,
+            kubelet_outcomes: [OnceLock::new(), OnceLock::new()],
             tick_duration,
             storage_points,
             scrape_failures,
@@ -132,8 +139,11 @@ impl SelfMetrics {
     ) {
         self.kubelet_nodes
             .request(node, duration.as_secs_f64(), at_unix_seconds);
-        self.kubelet_total
-            .with_label_values(&[if success { "true" } else { "false" }])
+        let (slot, label) = match success {
+            true => (&self.kubelet_outcomes[0], "true"),
+            false => (&self.kubelet_outcomes[1], "false"),
+        };
+        slot.get_or_init(|| self.kubelet_total.with_label_values(&[label]))
             .inc();
     }
 

@@ -732,3 +732,33 @@ fn digit_runs_read_eight_at_a_time_agree_with_a_byte_loop() {
     assert_eq!(eight_digits(*b"1750705/"), None);
     assert_eq!(eight_digits(*b":7507057"), None);
 }
+
+#[test]
+fn rounding_matches_f64_round_on_its_edges() {
+    let cases = [
+        0.0,
+        0.49999999999999994,
+        0.5,
+        1.5,
+        2.5,
+        1e9 * 4.710169,
+        1e3 * 1_700_000_000.000_5,
+        4_503_599_627_370_495.5,     // 2^52 - 0.5
+        4_503_599_627_370_496.0,     // 2^52
+        9_007_199_254_740_991.0,     // 2^53 - 1
+        9_007_199_254_740_993.0,     // rounds to 2^53 when parsed
+        9_223_372_036_854_774_784.0, // the largest f64 below 2^63
+    ];
+    for x in cases {
+        assert_eq!(round_half_away(x), x.round() as u64, "{x:e}");
+    }
+    let mut x = 0.25_f64;
+    while x < I64_LIMIT {
+        for y in [x, x + 0.5, x * 1.000_000_1, x.next_up(), x.next_down()] {
+            if (0.0..I64_LIMIT).contains(&y) {
+                assert_eq!(round_half_away(y), y.round() as u64, "{y:e}");
+            }
+        }
+        x *= 1.7;
+    }
+}

@@ -30,9 +30,22 @@ fn body(lines: usize, seed: u64) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// Decompresses `input` with [`Gunzip::decompress`], after checking that [`Gunzip::decompress_reusing`] gives the
+/// same body or error whatever its scratch buffer held before (nothing, a few bytes, more than the body).
 fn gunzip(input: &[u8], limit: usize) -> (Result<(), GunzipError>, Vec<u8>) {
     let mut out = Vec::new();
     let result = Gunzip::default().decompress(input, &mut out, limit);
+    for scratch_len in [0, 3, out.len() + 100] {
+        let mut scratch = vec![0xa5; scratch_len];
+        let reused = Gunzip::default().decompress_reusing(input, &mut scratch, limit);
+        match (&result, reused) {
+            (Ok(()), Ok(n)) => {
+                assert_eq!(scratch.get(..n), Some(&out[..]), "scratch of {scratch_len}")
+            }
+            (Err(want), Err(got)) => assert_eq!(&got, want, "scratch of {scratch_len}"),
+            (want, got) => panic!("scratch of {scratch_len}: {got:?}, against {want:?}"),
+        }
+    }
     (result, out)
 }
 
@@ -67,6 +80,22 @@ fn one_inflater_reused_across_bodies_gives_the_same_bytes_as_a_fresh_decoder() {
             .expect("decompress");
         assert_eq!(out, want, "body {seed}");
     }
+}
+
+#[test]
+fn one_scratch_reused_across_longer_and_shorter_bodies_holds_each_body_exactly() {
+    let mut gunzip = Gunzip::default();
+    let mut scratch = Vec::new();
+    for (i, lines) in [300, 20, 301, 1, 0, 150].into_iter().enumerate() {
+        let data = body(lines, i as u64);
+        let n = gunzip
+            .decompress_reusing(&gzip(&data), &mut scratch, usize::MAX)
+            .expect("decompress");
+        assert_eq!(&scratch[..n], &data[..], "body {i} ({lines} lines)");
+    }
+    // The empty body's trailer (eight zero bytes) also starts one byte earlier, inside its deflate data: that one
+    // body takes the streaming path.
+    assert_eq!(gunzip.paths, (5, 1));
 }
 
 #[test]
