@@ -313,7 +313,11 @@ impl<'a> NamesBuilder<'a> {
             }
             _ => {
                 self.own();
-                Arc::new(self.own.unwrap_or_default())
+                let mut names = self.own.unwrap_or_default();
+                // Kept for many scrapes: no spare capacity from the pushes.
+                names.pods.shrink_to_fit();
+                names.containers.shrink_to_fit();
+                Arc::new(names)
             }
         }
     }
