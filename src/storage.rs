@@ -10,7 +10,8 @@
 //! - `point`: a point (CPU reading + memory/swap gauges) and the exact integer rate maths.
 //! - `window`: rotation of a series' retained points; restart, fresh-container and retention rules.
 //! - `state`: one node's immutable state (node window, pods sorted by (namespace, name), containers sorted by name,
-//!   each with what it is served with) and how a batch turns the previous state into the next one.
+//!   each with what it is served with; their names in a table that successive states share while they stay the
+//!   same) and how a batch turns the previous state into the next one.
 //! - `index`: the node table (name → id → current state) and the pod index ((namespace, pod) → the nodes serving
 //!   it and the pod's position in each), which holds no usage.
 //!
